@@ -1,0 +1,144 @@
+"""The model-family table. Adding a family is adding one row to ``ARCHITECTURES``.
+
+Each row says how sumtune treats a family: seq2seq or causal, which transformers classes build it,
+which linear layers LoRA adapts, how an example is turned into a prompt, and whether unsloth has a
+real fast path for it. Nothing here imports an ML library: class names are strings that the loader
+resolves with ``getattr(transformers, name)``.
+
+Scratch sizes: ``SIZE_PRESETS`` holds family-neutral dimensions; each row's ``scratch_config`` maps
+them to the keyword names of that family's transformers config class.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+Kind = Literal["seq2seq", "causal"]
+PromptStyle = Literal["plain", "prefix", "tldr", "chat"]
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    """Dimensions of a from-scratch model (``model.init: scratch``)."""
+
+    d_model: int
+    layers: int
+    heads: int
+    ffn: int
+
+
+SIZE_PRESETS: dict[str, SizePreset] = {
+    "tiny": SizePreset(d_model=64, layers=2, heads=4, ffn=128),
+    "small": SizePreset(d_model=256, layers=4, heads=4, ffn=1024),
+}
+
+
+def _bart_dims(size: SizePreset) -> dict:
+    return dict(
+        d_model=size.d_model,
+        encoder_layers=size.layers,
+        decoder_layers=size.layers,
+        encoder_attention_heads=size.heads,
+        decoder_attention_heads=size.heads,
+        encoder_ffn_dim=size.ffn,
+        decoder_ffn_dim=size.ffn,
+        max_position_embeddings=1024,
+    )
+
+
+def _t5_dims(size: SizePreset) -> dict:
+    return dict(
+        d_model=size.d_model,
+        d_kv=size.d_model // size.heads,
+        d_ff=size.ffn,
+        num_layers=size.layers,
+        num_decoder_layers=size.layers,
+        num_heads=size.heads,
+    )
+
+
+def _gpt2_dims(size: SizePreset) -> dict:
+    return dict(n_embd=size.d_model, n_layer=size.layers, n_head=size.heads, n_inner=size.ffn, n_positions=1024)
+
+
+def _llama_dims(size: SizePreset) -> dict:
+    return dict(
+        hidden_size=size.d_model,
+        intermediate_size=size.ffn,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=max(1, size.heads // 2),
+        max_position_embeddings=2048,
+    )
+
+
+def _qwen3_dims(size: SizePreset) -> dict:
+    return dict(_llama_dims(size), head_dim=size.d_model // size.heads)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    family: str
+    kind: Kind
+    auto_class: str  # transformers AutoModel class that loads a pretrained checkpoint
+    config_class: str  # transformers config class used for ``init: scratch``
+    scratch_config: Callable[[SizePreset], dict]
+    lora_targets: tuple[str, ...]  # module-name suffixes; ``target_modules: auto`` keeps those present
+    prompt_style: PromptStyle
+    prefix: str = ""  # prepended to the source text when prompt_style == "prefix"
+    unsloth_fast_path: bool = False  # unsloth has optimised kernels for this family
+    reference: str = ""  # upstream config this row was checked against
+
+
+_LLAMA_LORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_T5_LORA = ("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo")
+_BART_LORA = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+ARCHITECTURES: dict[str, Architecture] = {
+    row.family: row
+    for row in (
+        Architecture("bart", "seq2seq", "AutoModelForSeq2SeqLM", "BartConfig", _bart_dims, _BART_LORA, "plain",
+                     reference="https://huggingface.co/facebook/bart-base/blob/main/config.json"),
+        Architecture("kobart", "seq2seq", "AutoModelForSeq2SeqLM", "BartConfig", _bart_dims, _BART_LORA, "plain",
+                     reference="https://huggingface.co/gogamza/kobart-base-v2/blob/main/config.json"),
+        Architecture("t5", "seq2seq", "AutoModelForSeq2SeqLM", "T5Config", _t5_dims, _T5_LORA, "prefix",
+                     prefix="summarize: ", reference="https://huggingface.co/google-t5/t5-base/blob/main/config.json"),
+        Architecture("flan-t5", "seq2seq", "AutoModelForSeq2SeqLM", "T5Config", _t5_dims, _T5_LORA, "prefix",
+                     prefix="summarize: ", reference="https://huggingface.co/google/flan-t5-base/blob/main/config.json"),
+        Architecture("mt5", "seq2seq", "AutoModelForSeq2SeqLM", "MT5Config", _t5_dims, _T5_LORA, "prefix",
+                     prefix="summarize: ", reference="https://huggingface.co/google/mt5-base/blob/main/config.json"),
+        Architecture("gpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
+                     "tldr", reference="https://huggingface.co/openai-community/gpt2/blob/main/config.json"),
+        Architecture("kogpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
+                     "tldr", reference="https://huggingface.co/skt/kogpt2-base-v2/blob/main/config.json"),
+        Architecture("llama", "causal", "AutoModelForCausalLM", "LlamaConfig", _llama_dims, _LLAMA_LORA, "chat",
+                     unsloth_fast_path=True,
+                     reference="https://huggingface.co/Bllossom/llama-3.2-Korean-Bllossom-3B/blob/main/config.json"),
+        Architecture("qwen2", "causal", "AutoModelForCausalLM", "Qwen2Config", _llama_dims, _LLAMA_LORA, "chat",
+                     unsloth_fast_path=True, reference="https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/config.json"),
+        Architecture("qwen3", "causal", "AutoModelForCausalLM", "Qwen3Config", _qwen3_dims, _LLAMA_LORA, "chat",
+                     unsloth_fast_path=True, reference="https://huggingface.co/Qwen/Qwen3-4B/blob/main/config.json"),
+        # EXAONE 3.5 checkpoints ship remote code (out_proj, c_fc_0/1); from scratch we build the native
+        # Exaone4 layout (Llama-style names). ``target_modules: auto`` keeps whichever names exist.
+        Architecture("exaone", "causal", "AutoModelForCausalLM", "Exaone4Config", _qwen3_dims,
+                     ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_fc_0", "c_fc_1", "c_proj",
+                      "gate_proj", "up_proj", "down_proj"), "chat",
+                     reference="https://huggingface.co/LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct/blob/main/config.json"),
+    )
+}
+
+
+def get_architecture(family: str) -> Architecture:
+    """Exact-key lookup; the error lists every valid key and the nearest match."""
+    try:
+        return ARCHITECTURES[family]
+    except KeyError:
+        raise KeyError(unknown_choice_message("architecture", family, ARCHITECTURES)) from None
+
+
+def unknown_choice_message(what: str, value: str, choices) -> str:
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown {what} '{value}'.{hint} Valid: {', '.join(sorted(choices))}."

@@ -1,0 +1,146 @@
+"""Where a run's products go, and its manifest (run.json). Runs are never overwritten.
+
+    {root}/models/{name}_{YYYYmmdd-HHMMSS}/            adapter or model (safetensors), tokenizer, config.yaml
+    {root}/models/{name}_{ts}/checkpoints/             Trainer checkpoints (for --resume)
+    {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json
+    {root}/logs/{name}_{ts}.log                        the run's log
+
+run.json is written when the run starts (status "running") and rewritten as facts arrive, ending in
+"completed" or "failed" (with the error and log path). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from .records import write_csv_atomic, write_json_atomic
+
+log = logging.getLogger("sumtune")
+
+TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
+LOGGERS_TO_FILE = ("sumtune", "sumtune.trainer", "transformers")
+RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
+
+
+@dataclass
+class Run:
+    name: str
+    run_id: str  # {name}_{timestamp}
+    root: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+    _log_handler: Optional[logging.Handler] = None
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "models" / self.run_id
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.model_dir / "checkpoints"
+
+    @property
+    def scratch_base_dir(self) -> Path:
+        return self.model_dir / "base_model"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "outputs" / self.run_id / "results"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "logs" / f"{self.run_id}.log"
+
+    @property
+    def run_json(self) -> Path:
+        return self.results_dir / "run.json"
+
+    def update(self, **facts: Any) -> None:
+        """Merge facts into run.json and rewrite it atomically."""
+        self.manifest.update(facts)
+        write_json_atomic(self.run_json, self.manifest)
+
+    def write_json(self, filename: str, obj: Any) -> Path:
+        return write_json_atomic(self.results_dir / filename, obj)
+
+    def write_predictions(self, ids: list[str], predictions: list[str], references: list[str]) -> Path:
+        rows = [dict(id=i, prediction=p, reference=r) for i, p, r in zip(ids, predictions, references)]
+        return write_csv_atomic(self.results_dir / "predictions.csv", rows, ["id", "prediction", "reference"])
+
+    def last_checkpoint(self) -> Optional[Path]:
+        checkpoints = sorted(self.checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        return checkpoints[-1] if checkpoints else None
+
+    def attach_log(self) -> None:
+        """Send sumtune's log (and transformers' warnings) to logs/{run_id}.log as well as the console."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for name in LOGGERS_TO_FILE:
+            logging.getLogger(name).addHandler(handler)
+        logging.getLogger("sumtune.trainer").propagate = False  # Trainer already prints these lines
+        self._log_handler = handler
+
+    def detach_log(self) -> None:
+        if self._log_handler is not None:
+            for name in LOGGERS_TO_FILE:
+                logging.getLogger(name).removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+
+def new_run(name: str, root: Path, now: Optional[datetime] = None) -> Run:
+    """Reserve fresh, empty run directories; a clash within the same second gets a -2, -3 suffix."""
+    stamp = (now or datetime.now()).strftime(TIMESTAMP_FORMAT)
+    for attempt in range(1, 1000):
+        run_id = f"{name}_{stamp}" if attempt == 1 else f"{name}_{stamp}-{attempt}"
+        run = Run(name, run_id, Path(root))
+        try:
+            run.model_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        if run.results_dir.exists():  # left by an earlier run with this id: never reuse
+            continue
+        run.results_dir.mkdir(parents=True)
+        return run
+    raise RuntimeError(f"could not reserve a run directory for {name} under {root}/models")
+
+
+def find_runs(name: str, root: Path) -> list[Run]:
+    """Runs of ``name`` under root/models, oldest first."""
+    runs = []
+    for directory in (Path(root) / "models").glob(f"{name}_*"):
+        match = RUN_ID.match(directory.name)
+        if match and match["name"] == name and directory.is_dir():
+            runs.append(Run(name, directory.name, Path(root)))
+    return sorted(runs, key=lambda run: _sortable_stamp(run.run_id))
+
+
+def _sortable_stamp(run_id: str) -> tuple[str, int]:
+    date, clock, *clash = RUN_ID.match(run_id)["ts"].split("-")
+    return date + clock, int(clash[0]) if clash else 1
+
+
+def run_to_resume(name: str, root: Path) -> Run:
+    """The latest run of ``name`` that has a checkpoint and did not complete."""
+    for run in reversed(find_runs(name, root)):
+        if run.last_checkpoint() is None:
+            continue
+        manifest = load_manifest(run)
+        if manifest.get("status") == "completed":
+            raise FileExistsError(
+                f"the latest run of '{name}' with checkpoints ({run.model_dir}) already completed; "
+                "start a new run without --resume"
+            )
+        run.manifest = manifest
+        return run
+    raise FileNotFoundError(f"no run of '{name}' with a checkpoint under {Path(root) / 'models'}; start without --resume")
+
+
+def load_manifest(run: Run) -> dict[str, Any]:
+    return json.loads(run.run_json.read_text(encoding="utf-8")) if run.run_json.is_file() else {}

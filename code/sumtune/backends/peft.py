@@ -1,0 +1,76 @@
+"""LoRA adapters through PEFT; on CUDA with ``load_in_4bit``, QLoRA (NF4, double quant, bf16 compute)."""
+
+from __future__ import annotations
+
+import logging
+
+from ..loading import BaseModel, load_base
+
+log = logging.getLogger("sumtune")
+
+TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
+
+
+def load(cfg, plan, texts, scratch_dir=None) -> BaseModel:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    quantization_config = four_bit_config() if plan.quantization == "4bit" else None
+    base = load_base(cfg, texts, quantization_config=quantization_config, scratch_dir=scratch_dir)
+    model = base.model
+    if quantization_config is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+    lora = LoraConfig(
+        r=cfg.qlora.lora_rank,
+        lora_alpha=cfg.qlora.lora_alpha,
+        lora_dropout=cfg.qlora.lora_dropout,
+        target_modules=lora_targets(model, cfg),
+        task_type=TASK_TYPES[cfg.arch.kind],
+        trainable_token_indices=base.new_token_ids or None,
+    )
+    base.model = get_peft_model(model, lora)
+    return base
+
+
+def four_bit_config():
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def lora_targets(model, cfg) -> list[str]:
+    """``target_modules: auto`` = registry targets that name linear layers in this model."""
+    present = linear_module_suffixes(model)
+    if cfg.qlora.target_modules == "auto":
+        targets = [name for name in cfg.arch.lora_targets if name in present]
+        if not targets:
+            raise ValueError(
+                f"none of the registry's LoRA targets for {cfg.arch.family} ({', '.join(cfg.arch.lora_targets)}) "
+                f"exist in this model; set qlora.target_modules from: {', '.join(sorted(present))}"
+            )
+        return targets
+    unknown = [name for name in cfg.qlora.target_modules if name not in present]
+    if unknown:
+        raise ValueError(
+            f"qlora.target_modules: {', '.join(unknown)} not found among this model's linear layers: "
+            f"{', '.join(sorted(present))}"
+        )
+    return list(cfg.qlora.target_modules)
+
+
+def linear_module_suffixes(model) -> set[str]:
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    kinds = (torch.nn.Linear, Conv1D)
+    return {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, kinds) or type(module).__name__ in ("Linear4bit", "Linear8bitLt")
+    } - {"lm_head"}

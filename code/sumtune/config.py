@@ -1,0 +1,349 @@
+"""The run configuration: one typed schema, YAML loading, ``_base_`` inheritance, ``--set`` overrides.
+
+    sumtune validate config/model_configs/tiny_bart.yaml
+    sumtune train config/model_configs/tiny_bart.yaml --set training.learning_rate=1e-3
+
+A YAML file may name ``_base_: other.yaml`` (relative to itself); the file's keys are merged over the
+base, then ``--set a.b=c`` overrides over both (values parsed as YAML, so ``=3``, ``=true`` and
+``=[q,v]`` are typed), and the result is validated once. Every problem is reported at once as
+``file: key.path: message``. Relative data and output paths resolve from the current directory.
+
+This module imports no ML library, so ``sumtune validate`` stays instant.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
+
+BASE_KEY = "_base_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    architecture: str = Field(description="Family key in the registry (sumtune/architectures.py), e.g. bart, t5, llama.")
+    checkpoint: Optional[str] = Field(None, description="Hub id or local directory; required when init is pretrained.")
+    revision: Optional[str] = Field(None, description="Branch, tag or commit of the checkpoint.")
+    tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory; default: the checkpoint's, or one trained on the data for init: scratch.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype when loading.")
+    trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint. Only for checkpoints you trust.")
+    allow_pickle: bool = Field(False, description="Allow non-safetensors (pickle) weights.")
+    init: Literal["pretrained", "scratch"] = Field("pretrained", description="Load a checkpoint, or build a randomly initialised model offline.")
+    size: str = Field("tiny", description=f"Size preset for init: scratch ({', '.join(SIZE_PRESETS)}).")
+    tokenizer_vocab_size: int = Field(4000, gt=100, description="Vocabulary size of a tokenizer trained for init: scratch.")
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise ValueError(unknown_choice_message("architecture", value, ARCHITECTURES))
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _known_size(cls, value: str) -> str:
+        if value not in SIZE_PRESETS:
+            raise ValueError(unknown_choice_message("size preset", value, SIZE_PRESETS))
+        return value
+
+
+class DataConfig(_Section):
+    train_file: Path = Field(description="Training data, CSV or JSONL.")
+    eval_file: Optional[Path] = Field(None, description="Dev data for early stopping and the ROUGE after training.")
+    test_file: Optional[Path] = Field(None, description="Test data for `sumtune predict` (summaries optional).")
+    id_column: str = "fname"
+    dialogue_column: str = "dialogue"
+    summary_column: str = "summary"
+    max_source_length: int = Field(512, gt=0, description="Dialogue tokens kept; longer dialogues are truncated.")
+    max_target_length: int = Field(128, gt=0, description="Summary tokens kept (the end-of-sequence token included).")
+    clean: bool = Field(True, description="Normalise whitespace and line breaks; drop rows with an empty dialogue or summary.")
+    max_train_samples: Optional[int] = Field(None, gt=0)
+    max_eval_samples: Optional[int] = Field(None, gt=0)
+
+
+class PreprocessingConfig(_Section):
+    prefix: Optional[str] = Field(None, description="Source prefix; default from the registry (T5: 'summarize: ').")
+    prompt_template: Optional[str] = Field(None, description="Prompt with a {dialogue} field. GPT default: '{dialogue} TL;DR: '; chat default: a summarisation request.")
+    system_prompt: Optional[str] = Field(None, description="System message for chat-template families.")
+    chat_template: Optional[str] = Field(None, description="Jinja chat template overriding the tokenizer's.")
+    speaker_tokens: bool = Field(True, description="Add #Person1#-style tags and masks found in the data as single special tokens.")
+    special_tokens: list[str] = Field(default_factory=list, description="Extra tokens to add as single special tokens.")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _has_dialogue_field(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and "{dialogue}" not in value:
+            raise ValueError("prompt_template must contain '{dialogue}', where the dialogue goes")
+        return value
+
+
+class QLoRAConfig(_Section):
+    use_unsloth: bool = Field(False, description="Wish for unsloth's fast path; honoured only on CUDA for families it accelerates.")
+    use_qlora: bool = Field(True, description="Train LoRA adapters (true) or all weights (false).")
+    load_in_4bit: bool = Field(False, description="Quantise the base model to 4-bit NF4 (CUDA only).")
+    lora_rank: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: Union[Literal["auto"], list[str]] = Field("auto", description="'auto' = the registry's targets present in the model.")
+
+
+class TrainingConfig(_Section):
+    num_train_epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: float = Field(5e-5, gt=0)
+    per_device_train_batch_size: int = Field(8, gt=0)
+    per_device_eval_batch_size: int = Field(16, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"] = "linear"
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPUs that support it, else fp32.")
+    gradient_checkpointing: bool = False
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    save_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    eval_steps: Optional[int] = Field(None, gt=0)
+    save_steps: Optional[int] = Field(None, gt=0)
+    save_total_limit: Optional[int] = Field(2, gt=0)
+    logging_steps: int = Field(10, gt=0)
+    early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without a better eval_loss; keeps the best checkpoint.")
+    deepspeed: Optional[Path] = Field(None, description="DeepSpeed JSON passed to the HF Trainer.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainingConfig":
+        problems = []
+        if self.early_stopping_patience is not None and self.eval_strategy == "no":
+            problems.append("early_stopping_patience needs eval_strategy 'steps' or 'epoch'")
+        if self.early_stopping_patience is not None and self.save_strategy != self.eval_strategy:
+            problems.append("early_stopping_patience needs save_strategy equal to eval_strategy (the best checkpoint must be saved)")
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            problems.append("eval_strategy 'steps' needs eval_steps")
+        if self.save_strategy == "steps" and self.save_steps is None:
+            problems.append("save_strategy 'steps' needs save_steps")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class GenerationConfig(_Section):
+    num_beams: int = Field(4, gt=0)
+    max_new_tokens: int = Field(100, gt=0)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    length_penalty: float = 1.0
+    batch_size: int = Field(16, gt=0, description="Examples per generate() call.")
+
+
+class EvaluationConfig(_Section):
+    tokenizer: Literal["auto", "kiwi", "mecab", "whitespace", "english"] = Field("auto", description="ROUGE tokenizer; auto = kiwi for Hangul, english otherwise.")
+    max_examples: Optional[int] = Field(None, gt=0, description="Score only the first N dev examples.")
+
+
+class OutputConfig(_Section):
+    root: Path = Field(Path("."), description="Directory that holds models/, outputs/ and logs/.")
+
+
+class RunConfig(_Section):
+    name: str = Field(description="Run name; artifact directories are {name}_{timestamp}.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    backend: Literal["auto", "unsloth", "peft", "full"] = Field("auto", description="auto picks; naming one insists on it.")
+    model: ModelConfig
+    data: DataConfig
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    qlora: QLoRAConfig = Field(default_factory=QLoRAConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "RunConfig":
+        problems = []
+        if self.model.init == "pretrained" and not self.model.checkpoint:
+            problems.append("model.checkpoint is required when model.init is 'pretrained' (or set model.init: scratch)")
+        if self.backend == "full" and self.qlora.use_qlora:
+            problems.append("backend 'full' trains all weights: set qlora.use_qlora: false")
+        if self.backend in ("peft", "unsloth") and not self.qlora.use_qlora:
+            problems.append(f"backend '{self.backend}' trains adapters: set qlora.use_qlora: true")
+        if self.qlora.load_in_4bit and not self.qlora.use_qlora:
+            problems.append("qlora.load_in_4bit needs LoRA adapters (qlora.use_qlora: true); 4-bit weights cannot be fully fine-tuned")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def arch(self):
+        return get_architecture(self.model.architecture)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(json.loads(self.model_dump_json()), sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+class ConfigError(Exception):
+    """One or more problems in one or more config files; ``problems`` holds ``file: key: message`` lines."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def read_yaml_with_bases(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: file not found"])
+    if path.resolve() in _seen:
+        raise ConfigError([f"{path}: {BASE_KEY}: circular inheritance ({' -> '.join(str(p) for p in _seen)})"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys, not {type(raw).__name__}"])
+    base_name = raw.pop(BASE_KEY, None)
+    if base_name is None:
+        return raw
+    base = read_yaml_with_bases(path.parent / base_name, _seen + (path.resolve(),))
+    return deep_merge(base, raw)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=c`` strings; values are parsed as YAML scalars/lists."""
+    result = dict(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([f"--set {item}: expected key.path=value, e.g. training.learning_rate=1e-4"])
+        value = yaml.safe_load(text) if text.strip() else None
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return result
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> RunConfig:
+    """Read, merge and validate one config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
+    raw.setdefault("name", path.stem)
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([f"{path}: {line}" for line in _describe_errors(exc)]) from None
+    if check_files:
+        problems = check_data_files(cfg)
+        if problems:
+            raise ConfigError([f"{path}: {line}" for line in problems])
+    return cfg
+
+
+def _describe_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key{_did_you_mean(err['loc'])}")
+        elif err["type"] == "missing":
+            lines.append(f"{loc}: required key is missing")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc}: {message} (got {err['input']!r})" if _shows_input(err) else f"{loc}: {message}")
+    return lines
+
+
+def _shows_input(err: dict) -> bool:
+    return not isinstance(err.get("input"), (dict, list)) and err["type"] != "value_error"
+
+
+def _did_you_mean(loc: tuple) -> str:
+    section: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = section.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        section = annotation
+    valid = list(section.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Valid keys here: {', '.join(valid)}"
+
+
+def check_data_files(cfg: RunConfig) -> list[str]:
+    """Data files exist and have the configured columns (reads only the header / first record)."""
+    problems = []
+    need = [cfg.data.dialogue_column, cfg.data.summary_column]
+    for key in ("train_file", "eval_file", "test_file"):
+        path = getattr(cfg.data, key)
+        if path is None:
+            continue
+        required = need if key != "test_file" else [cfg.data.dialogue_column]
+        if not path.is_file():
+            problems.append(f"data.{key}: file not found: {path} (relative paths resolve from {Path.cwd()})")
+            continue
+        try:
+            columns = _columns_of(path)
+        except ValueError as exc:
+            problems.append(f"data.{key}: {exc}")
+            continue
+        missing = [col for col in required if col not in columns]
+        if missing:
+            problems.append(
+                f"data.{key}: {path} has no column {', '.join(repr(m) for m in missing)}; it has {', '.join(columns) or 'no columns'}"
+                f" (set data.dialogue_column / data.summary_column)"
+            )
+    return problems
+
+
+def _columns_of(path: Path) -> list[str]:
+    suffix = path.suffix.lower()
+    with path.open(encoding="utf-8-sig") as handle:
+        if suffix == ".csv":
+            return next(csv.reader(handle), [])
+        if suffix in (".jsonl", ".json"):
+            for line in handle:
+                if line.strip():
+                    try:
+                        return list(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}: first record is not JSON ({exc})") from None
+            return []
+    raise ValueError(f"{path}: unsupported file type '{suffix}'; use .csv or .jsonl")
+
+
+def validate_files(paths: list[str | Path], overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """All problems in all files (empty list: all valid)."""
+    problems: list[str] = []
+    for path in paths:
+        try:
+            load_config(path, overrides)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems

@@ -1,0 +1,227 @@
+"""One training run, from config to artifacts, read top to bottom.
+
+    sumtune train config/model_configs/tiny_bart.yaml
+    sumtune train config/model_configs/tiny_bart.yaml --set training.max_steps=20 --resume
+
+``train()`` is the table of contents: reserve the run directory, read the data, decide the backend,
+load the model, tokenize, fit with the HF Trainer, save, generate on the dev split, score, record.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import resource
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import transformers
+
+from . import artifacts, backends, data
+from .config import RunConfig
+
+log = logging.getLogger("sumtune")
+
+
+@dataclass
+class RunResult:
+    run: artifacts.Run
+    metrics: Optional[dict]
+    status: str
+
+
+def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> RunResult:
+    run = artifacts.run_to_resume(cfg.name, cfg.output.root) if resume else artifacts.new_run(cfg.name, cfg.output.root)
+    run.attach_log()
+    started = time.perf_counter()
+    try:
+        log.info("run %s: models in %s, results in %s, log in %s", run.run_id, run.model_dir, run.results_dir, run.log_path)
+        run.update(**describe_run(cfg, run), status="running")
+        (run.model_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+
+        splits = data.read_splits(cfg)
+        plan = backends.resolve(cfg, backends.probe_machine(cfg))
+        log.info("backend: %s (%s)", plan.backend, plan.reason)
+        run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
+
+        loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=run.scratch_base_dir)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        trainable, total = count_parameters(model)
+        run.update(trainable_params=trainable, total_params=total)
+        log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
+
+        train_set = data.encode_examples(splits.train, cfg, tokenizer, "train")
+        eval_set = data.encode_examples(splits.eval, cfg, tokenizer, "eval") if splits.eval else None
+        trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks)
+        fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
+        run.update(**fit_stats)
+
+        save_model(trainer, tokenizer, run)
+        scores = evaluate_after_training(trainer.model, tokenizer, splits.eval, cfg, run) if splits.eval else None
+        run.update(status="completed", wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb())
+        log.info("done: model %s | results %s | log %s", run.model_dir, run.results_dir, run.log_path)
+        return RunResult(run, scores, "completed")
+    except BaseException as exc:
+        run.update(status="failed", error=f"{type(exc).__name__}: {exc}", log=str(run.log_path),
+                   wall_time_s=round(time.perf_counter() - started, 2))
+        log.error("run %s failed: %s\n%s", run.run_id, exc, traceback.format_exc())
+        raise
+    finally:
+        run.detach_log()
+
+
+def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
+    return dict(
+        name=cfg.name,
+        run_id=run.run_id,
+        architecture=cfg.model.architecture,
+        checkpoint=cfg.model.checkpoint or f"scratch:{cfg.model.size}",
+        model_dir=str(run.model_dir),
+        results_dir=str(run.results_dir),
+        log=str(run.log_path),
+        versions=library_versions(),
+    )
+
+
+def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=()):
+    seq2seq = cfg.arch.kind == "seq2seq"
+    args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
+    trainer_class = transformers.Seq2SeqTrainer if seq2seq else transformers.Trainer
+    t = cfg.training
+    cuda = torch.cuda.is_available()
+    bf16, fp16 = mixed_precision(t.precision, cuda)
+    evaluating = eval_set is not None and t.eval_strategy != "no"
+    args = args_class(
+        output_dir=str(run.checkpoint_dir),
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the steps
+        weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler_type,
+        seed=t.seed,
+        bf16=bf16,
+        fp16=fp16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        eval_strategy=t.eval_strategy if evaluating else "no",
+        eval_steps=t.eval_steps,
+        save_strategy=t.save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        load_best_model_at_end=evaluating and t.early_stopping_patience is not None,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        include_num_input_tokens_seen="non_padding",
+        optim="paged_adamw_8bit" if plan.quantization else "adamw_torch",
+        deepspeed=str(t.deepspeed) if t.deepspeed else None,
+        use_cpu=not cuda,
+        report_to="none",
+    )
+    all_callbacks = list(callbacks) + [LogToFile()]
+    if args.load_best_model_at_end:
+        all_callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set if evaluating else None,
+        data_collator=data.data_collator(tokenizer, model),
+        processing_class=tokenizer,
+        callbacks=all_callbacks,
+    )
+
+
+def mixed_precision(precision: str, cuda: bool) -> tuple[bool, bool]:
+    """(bf16, fp16) flags for the Trainer; ``auto`` = bf16 where the GPU supports it, else fp32."""
+    if precision == "auto":
+        return (cuda and torch.cuda.is_bf16_supported(), False)
+    return (precision == "bf16", precision == "fp16")
+
+
+def fit(trainer, checkpoint: Optional[Path]) -> dict:
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    state = trainer.state
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    seconds = output.metrics.get("train_runtime", 0.0)
+    tokens = int(state.num_input_tokens_seen)
+    return dict(
+        train_steps=state.global_step,
+        train_loss=round(output.training_loss, 5),
+        first_logged_loss=losses[0] if losses else None,
+        last_logged_loss=losses[-1] if losses else None,
+        best_checkpoint=state.best_model_checkpoint,
+        train_time_s=round(seconds, 2),
+        train_tokens=tokens,
+        train_tokens_per_s=round(tokens / seconds, 1) if seconds else None,
+    )
+
+
+def save_model(trainer, tokenizer, run: artifacts.Run) -> None:
+    """The adapter (PEFT) or full model as safetensors, and the tokenizer, in the run's model directory."""
+    trainer.save_model(str(run.model_dir))
+    tokenizer.save_pretrained(str(run.model_dir))
+    log.info("saved model to %s", run.model_dir)
+
+
+def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: artifacts.Run) -> dict:
+    from .generate import generate_summaries
+    from .metrics import rouge
+
+    if cfg.evaluation.max_examples:
+        examples = examples[: cfg.evaluation.max_examples]
+    log.info("generating %d dev summaries", len(examples))
+    predictions = generate_summaries(model, tokenizer, [e.dialogue for e in examples], cfg)
+    references = [e.summary for e in examples]
+    scores = rouge(predictions, references, tokenizer=cfg.evaluation.tokenizer).as_dict()
+    run.write_predictions([e.id for e in examples], predictions, references)
+    run.write_json("metrics.json", scores)
+    run.update(metrics=scores)
+    log.info("ROUGE-1 %.4f  ROUGE-2 %.4f  ROUGE-L %.4f  score %.4f  (%d examples, %s)", scores["rouge1"],
+             scores["rouge2"], scores["rougeL"], scores["score"], scores["n_examples"], scores["tokenizer"])
+    return scores
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory when on CUDA, else the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("sumtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
+                    "unsloth", "rouge-score", "kiwipiepy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+class LogToFile(transformers.TrainerCallback):
+    """Trainer log lines (loss, learning rate, eval loss) into the run's log file."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            fields = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+            logging.getLogger("sumtune.trainer").info("step %d/%d %s", state.global_step, state.max_steps, fields)
