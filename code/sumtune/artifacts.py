@@ -24,7 +24,7 @@ from .records import write_csv_atomic, write_json_atomic
 log = logging.getLogger("sumtune")
 
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
-LOGGERS_TO_FILE = ("sumtune", "sumtune.trainer", "transformers")
+LOGGERS_TO_FILE = ("sumtune", "sumtune.file", "transformers")
 RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
 
 
@@ -83,7 +83,8 @@ class Run:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         for name in LOGGERS_TO_FILE:
             logging.getLogger(name).addHandler(handler)
-        logging.getLogger("sumtune.trainer").propagate = False  # Trainer already prints these lines
+        logging.getLogger("sumtune").setLevel(logging.INFO)
+        logging.getLogger("sumtune.file").propagate = False  # file only: trainer lines, tracebacks
         self._log_handler = handler
 
     def detach_log(self) -> None:

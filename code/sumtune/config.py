@@ -121,6 +121,11 @@ class TrainingConfig(_Section):
     early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without a better eval_loss; keeps the best checkpoint.")
     deepspeed: Optional[Path] = Field(None, description="DeepSpeed JSON passed to the HF Trainer.")
 
+    @field_validator("eval_strategy", "save_strategy", mode="before")
+    @classmethod
+    def _yaml_no_is_false(cls, value):
+        return "no" if value is False else value  # YAML reads a bare `no` as false
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":
         problems = []

@@ -179,11 +179,10 @@ def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: s
     import datasets
 
     encode = ENCODERS[cfg.arch.kind]
-    special_ids = set(tokenizer.all_special_ids)
     rows, dropped = [], []
     for example in examples:
         row = encode(example, cfg, tokenizer)
-        if any(token not in special_ids for token in row["labels"] if token != IGNORE_INDEX):
+        if has_target_text(row["labels"], tokenizer):
             rows.append(row)
         else:
             dropped.append(example.id)
@@ -196,6 +195,12 @@ def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: s
             "data.max_target_length / data.max_source_length or check the summary column"
         )
     return datasets.Dataset.from_list(rows)
+
+
+def has_target_text(labels: list[int], tokenizer) -> bool:
+    """Whether the unmasked labels hold any visible text (not only end tokens or spaces)."""
+    target = [token for token in labels if token != IGNORE_INDEX]
+    return bool(tokenizer.decode(target, skip_special_tokens=True).strip())
 
 
 @dataclass

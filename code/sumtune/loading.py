@@ -101,7 +101,9 @@ def train_tokenizer(texts: list[str], arch: Architecture, vocab_size: int) -> Pr
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
     tok.decoder = decoders.Metaspace(prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=2, show_progress=False)
+    ascii_alphabet = [chr(code) for code in range(33, 127)]  # prompts ("summarize: ", "TL;DR:") never hit <unk>
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=2,
+                                  initial_alphabet=ascii_alphabet, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     if arch.kind == "seq2seq":  # like BART/T5 tokenizers: every sequence ends with </s>
         tok.post_processor = processors.TemplateProcessing(

@@ -68,7 +68,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
     except BaseException as exc:
         run.update(status="failed", error=f"{type(exc).__name__}: {exc}", log=str(run.log_path),
                    wall_time_s=round(time.perf_counter() - started, 2))
-        log.error("run %s failed: %s\n%s", run.run_id, exc, traceback.format_exc())
+        log.error("run %s failed: %s", run.run_id, exc)
+        logging.getLogger("sumtune.file").error(traceback.format_exc())
         raise
     finally:
         run.detach_log()
@@ -224,4 +225,4 @@ class LogToFile(transformers.TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs:
             fields = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
-            logging.getLogger("sumtune.trainer").info("step %d/%d %s", state.global_step, state.max_steps, fields)
+            logging.getLogger("sumtune.file").info("step %d/%d %s", state.global_step, state.max_steps, fields)

@@ -1,0 +1,158 @@
+"""Tiny models from scratch, trained for real on the bundled sample data (CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from sumtune.artifacts import find_runs
+from sumtune.config import load_config
+from sumtune.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = [
+    "training.num_train_epochs=4",
+    "training.logging_steps=2",
+    "training.save_strategy=no",
+    "evaluation.max_examples=3",
+    "generation.max_new_tokens=16",
+]
+
+
+def tiny_config(tmp_path, family: str, *overrides: str):
+    """A tiny_* config from config/model_configs, or tiny_llama's with another chat family swapped in."""
+    shipped = REPO / "config" / "model_configs" / f"tiny_{family}.yaml"
+    path = shipped if shipped.exists() else REPO / "config" / "model_configs" / "tiny_bart.yaml"
+    extra = [] if shipped.exists() else [f"model.architecture={family}", f"name=tiny_{family}"]
+    os.chdir(REPO)  # config data paths are relative to the repository root
+    return load_config(path, [f"output.root={tmp_path}", *FAST, *extra, *overrides])
+
+
+class WeightWatcher(TrainerCallback):
+    """Copies of the trainable (LoRA) and frozen weights at the start and end of training."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("family", ["bart", "t5", "gpt2", "llama", "mt5", "kobart", "qwen3", "exaone"])
+def test_lora_run_learns_and_writes_artifacts(tmp_path, family):
+    watcher = WeightWatcher()
+    result = train(tiny_config(tmp_path, family), callbacks=[watcher])
+    run = result.run
+    manifest = json.loads(run.run_json.read_text())
+
+    assert manifest["status"] == "completed"
+    assert manifest["last_logged_loss"] < manifest["first_logged_loss"], manifest
+    assert manifest["backend"] == "peft" and manifest["quantization"] is None
+    assert 0 < manifest["trainable_params"] < manifest["total_params"]
+    assert manifest["train_tokens"] > 0 and manifest["train_tokens_per_s"] > 0
+
+    # LoRA trained the adapter and left the base weights alone
+    lora = [n for n in watcher.trainable if "lora_" in n]
+    assert lora, watcher.trainable
+    assert any(not torch.equal(watcher.before[n], watcher.after[n]) for n in lora)
+    frozen = [n for n in watcher.before if n not in watcher.trainable]
+    assert all(torch.equal(watcher.before[n], watcher.after[n]) for n in frozen)
+
+    assert (run.model_dir / "adapter_model.safetensors").is_file()
+    assert (run.model_dir / "adapter_config.json").is_file()
+    assert (run.model_dir / "tokenizer.json").is_file()
+    assert (run.model_dir / "base_model" / "model.safetensors").is_file()  # scratch init kept for the adapter
+    assert "architecture: " + family in (run.model_dir / "config.yaml").read_text()
+    adapter = load_file(str(run.model_dir / "adapter_model.safetensors"))
+    assert any("lora_B" in key and adapter[key].abs().sum() > 0 for key in adapter)
+
+    metrics = json.loads((run.results_dir / "metrics.json").read_text())
+    assert metrics["n_examples"] == 3
+    assert metrics["score"] == pytest.approx(metrics["rouge1"] + metrics["rouge2"] + metrics["rougeL"])
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("rouge1", "rouge2", "rougeL"))
+    header = (run.results_dir / "predictions.csv").read_text().splitlines()[0]
+    assert header == "id,prediction,reference"
+    assert run.log_path.is_file() and "backend: peft" in run.log_path.read_text()
+    for key in ("name", "architecture", "checkpoint", "backend_reason", "versions", "wall_time_s", "peak_memory_mb"):
+        assert manifest[key], key
+
+
+def test_full_finetuning_saves_whole_model(tmp_path):
+    result = train(tiny_config(tmp_path, "bart", "qlora.use_qlora=false"))
+    manifest = json.loads(result.run.run_json.read_text())
+    assert manifest["backend"] == "full" and manifest["trainable_params"] == manifest["total_params"]
+    assert (result.run.model_dir / "model.safetensors").is_file()
+    assert not (result.run.model_dir / "adapter_config.json").exists()
+
+
+def test_runs_are_never_overwritten(tmp_path):
+    cfg = tiny_config(tmp_path, "gpt2", "training.max_steps=2", "data.eval_file=null")
+    first, second = train(cfg).run, train(cfg).run
+    assert first.run_id != second.run_id
+    assert first.model_dir.is_dir() and second.model_dir.is_dir()
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupt(f"simulated interruption at step {self.step}")
+
+
+def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
+    overrides = ["training.max_steps=6", "training.save_strategy=steps", "training.save_steps=2",
+                 "training.eval_strategy=no", "training.save_total_limit=3"]
+    cfg = tiny_config(tmp_path, "bart", *overrides)
+    with pytest.raises(Interrupt):
+        train(cfg, callbacks=[InterruptAt(5)])
+    [interrupted] = find_runs(cfg.name, tmp_path)
+    assert json.loads(interrupted.run_json.read_text())["status"] == "failed"
+    assert interrupted.last_checkpoint().name == "checkpoint-4"
+
+    resumed = train(cfg, resume=True).run
+    assert resumed.run_id == interrupted.run_id  # same run, continued
+    manifest = json.loads(resumed.run_json.read_text())
+    assert manifest["status"] == "completed" and manifest["train_steps"] == 6
+    assert len(find_runs(cfg.name, tmp_path)) == 1
+    with pytest.raises(FileExistsError, match="already completed"):
+        train(cfg, resume=True)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run of 'tiny_bart' with a checkpoint"):
+        train(tiny_config(tmp_path, "bart"), resume=True)
+
+
+def test_missing_pretrained_checkpoint_fails_in_one_clear_message(tmp_path):
+    config = tmp_path / "missing.yaml"
+    config.write_text(
+        "_base_: " + str(REPO / "config/model_configs/bart_base.yaml") + "\n"
+        "model: {checkpoint: sumtune-tests/no-such-model}\n"
+        f"output: {{root: {tmp_path}}}\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    done = subprocess.run([sys.executable, "-m", "sumtune.cli", "train", str(config)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "sumtune-tests/no-such-model" in done.stderr
+    assert str(tmp_path / "hf") in done.stderr  # the cache directory it looked in
+    assert "huggingface-cli download sumtune-tests/no-such-model" in done.stderr
+    assert "Traceback" not in done.stderr
+    [run] = find_runs("bart_base", tmp_path)  # name comes from the base config
+    manifest = json.loads(run.run_json.read_text())
+    assert manifest["status"] == "failed" and "no-such-model" in manifest["error"]
