@@ -21,6 +21,7 @@ from typing import Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
 
@@ -29,6 +30,14 @@ BASE_KEY = "_base_"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _raise_problems(problems: list[tuple[str, str]]) -> None:
+    """Raise every cross-field problem at once as (key, message) pairs; each becomes its own
+    ``file: key.path: message`` line (the key is relative to the section that checks it)."""
+    if problems:
+        summary = "; ".join(f"{key}: {message}" for key, message in problems)
+        raise PydanticCustomError("cross_field", "{summary}", {"summary": summary, "problems": problems})
 
 
 class ModelConfig(_Section):
@@ -130,15 +139,14 @@ class TrainingConfig(_Section):
     def _consistent(self) -> "TrainingConfig":
         problems = []
         if self.early_stopping_patience is not None and self.eval_strategy == "no":
-            problems.append("early_stopping_patience needs eval_strategy 'steps' or 'epoch'")
+            problems.append(("early_stopping_patience", "needs eval_strategy 'steps' or 'epoch' (got 'no')"))
         if self.early_stopping_patience is not None and self.save_strategy != self.eval_strategy:
-            problems.append("early_stopping_patience needs save_strategy equal to eval_strategy (the best checkpoint must be saved)")
+            problems.append(("early_stopping_patience", f"needs save_strategy equal to eval_strategy (the best checkpoint must be saved; got save_strategy '{self.save_strategy}', eval_strategy '{self.eval_strategy}')"))
         if self.eval_strategy == "steps" and self.eval_steps is None:
-            problems.append("eval_strategy 'steps' needs eval_steps")
+            problems.append(("eval_steps", "required when eval_strategy is 'steps'"))
         if self.save_strategy == "steps" and self.save_steps is None:
-            problems.append("save_strategy 'steps' needs save_steps")
-        if problems:
-            raise ValueError("; ".join(problems))
+            problems.append(("save_steps", "required when save_strategy is 'steps'"))
+        _raise_problems(problems)
         return self
 
 
@@ -175,15 +183,14 @@ class RunConfig(_Section):
     def _cross_checks(self) -> "RunConfig":
         problems = []
         if self.model.init == "pretrained" and not self.model.checkpoint:
-            problems.append("model.checkpoint is required when model.init is 'pretrained' (or set model.init: scratch)")
+            problems.append(("model.checkpoint", "required when model.init is 'pretrained' (or set model.init: scratch)"))
         if self.backend == "full" and self.qlora.use_qlora:
-            problems.append("backend 'full' trains all weights: set qlora.use_qlora: false")
+            problems.append(("backend", "'full' trains all weights: set qlora.use_qlora: false"))
         if self.backend in ("peft", "unsloth") and not self.qlora.use_qlora:
-            problems.append(f"backend '{self.backend}' trains adapters: set qlora.use_qlora: true")
+            problems.append(("backend", f"'{self.backend}' trains adapters: set qlora.use_qlora: true"))
         if self.qlora.load_in_4bit and not self.qlora.use_qlora:
-            problems.append("qlora.load_in_4bit needs LoRA adapters (qlora.use_qlora: true); 4-bit weights cannot be fully fine-tuned")
-        if problems:
-            raise ValueError("; ".join(problems))
+            problems.append(("qlora.load_in_4bit", "needs LoRA adapters (qlora.use_qlora: true); 4-bit weights cannot be fully fine-tuned"))
+        _raise_problems(problems)
         return self
 
     @property
@@ -211,7 +218,7 @@ def read_yaml_with_bases(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if not path.is_file():
         raise ConfigError([f"{path}: file not found"])
     if path.resolve() in _seen:
-        raise ConfigError([f"{path}: {BASE_KEY}: circular inheritance ({' -> '.join(str(p) for p in _seen)})"])
+        raise ConfigError([f"{path}: {BASE_KEY}: circular inheritance ({' -> '.join(str(p) for p in (*_seen, path.resolve()))})"])
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -273,7 +280,9 @@ def _describe_errors(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "cross_field":
+            lines.extend(f"{'.'.join([*map(str, err['loc']), key])}: {message}" for key, message in err["ctx"]["problems"])
+        elif err["type"] == "extra_forbidden":
             lines.append(f"{loc}: unknown key{_did_you_mean(err['loc'])}")
         elif err["type"] == "missing":
             lines.append(f"{loc}: required key is missing")
