@@ -139,7 +139,7 @@ def run_score(args) -> int:
             reference_columns=args.reference_columns,
             tokenizer=args.tokenizer,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:

@@ -184,7 +184,7 @@ def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: art
     log.info("generating %d dev summaries", len(examples))
     predictions = generate_summaries(model, tokenizer, [e.dialogue for e in examples], cfg)
     references = [e.summary for e in examples]
-    scores = rouge(predictions, references, tokenizer=cfg.evaluation.tokenizer).as_dict()
+    scores = rouge(predictions, references, tokenizer=cfg.evaluation.tokenizer, ids=[e.id for e in examples]).as_dict()
     run.write_predictions([e.id for e in examples], predictions, references)
     run.write_json("metrics.json", scores)
     run.update(metrics=scores)

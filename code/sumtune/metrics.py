@@ -1,0 +1,501 @@
+"""ROUGE for dialogue summaries that is correct for Korean as well as English.
+
+rouge_score's default tokenizer keeps only [a-z0-9], so it deletes every Hangul character and two
+identical Korean summaries score 0. Every score here goes through `RougeScorer` with a tokenizer we
+choose: Korean morphemes (kiwipiepy or python-mecab-ko), rouge_score's own stemming tokenizer for
+English, or plain whitespace. Speaker tags and masks such as `#Person1#` or `#PhoneNumber#` stay one
+token in all of them.
+
+    from sumtune.metrics import rouge, score_files, format_table
+    result = rouge(["#Person1#은 내일 온다."], [["#Person1#은 내일 온다.", "내일 온다."]])
+    print(format_table(score_files("outputs/run/predictions.csv", "data/dev.csv")))
+
+Several references per example: `rouge1` etc. average the F1 over the references (the competition
+rule), `rouge1_max` etc. take the best reference. `score` is rouge1 + rouge2 + rougeL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rouge_score import rouge_scorer, tokenizers
+
+from sumtune.records import read_records
+
+logger = logging.getLogger(__name__)
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+TAG_PATTERN = re.compile(r"#[A-Za-z][A-Za-z0-9_]*#")
+HANGUL_PATTERN = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
+KOREAN_EXTRA_HINT = "pip install 'sumtune[korean]'  (or: pip install kiwipiepy)"
+MECAB_HINT = "pip install python-mecab-ko"
+
+
+class Tokenizer(Protocol):
+    """What RougeScorer needs: `tokenize(text) -> list[str]`. `label` names it in results."""
+
+    @property
+    def label(self) -> str: ...
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------------------------
+
+
+class _TagAwareTokenizer:
+    """Splits out `#Tag#` tokens, then hands the text between them to `_tokenize_plain`."""
+
+    name = ""
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        for piece, is_tag in _split_tags(text):
+            if is_tag:
+                tokens.append(self._tag_token(piece))
+            elif piece.strip():
+                tokens.extend(self._tokenize_plain(piece))
+        return tokens
+
+    def _tag_token(self, tag: str) -> str:
+        return tag
+
+    def _tokenize_plain(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+
+class WhitespaceTokenizer(_TagAwareTokenizer):
+    """Splits on whitespace; keeps case and punctuation."""
+
+    name = "whitespace"
+
+    def _tokenize_plain(self, text: str) -> list[str]:
+        return text.split()
+
+
+class EnglishTokenizer(_TagAwareTokenizer):
+    """rouge_score's own tokenizer with the Porter stemmer: lower-cased [a-z0-9] words."""
+
+    name = "english"
+
+    def __init__(self) -> None:
+        self._default = tokenizers.DefaultTokenizer(use_stemmer=True)
+
+    def _tag_token(self, tag: str) -> str:
+        return tag.lower()
+
+    def _tokenize_plain(self, text: str) -> list[str]:
+        return self._default.tokenize(text)
+
+
+class KiwiTokenizer(_TagAwareTokenizer):
+    """Korean morphemes from kiwipiepy (`Kiwi().tokenize(text)` forms); keeps case and punctuation."""
+
+    name = "kiwi"
+
+    def __init__(self) -> None:
+        self._kiwi = _kiwi_instance()
+
+    def _tokenize_plain(self, text: str) -> list[str]:
+        return [token.form for token in self._kiwi.tokenize(text)]
+
+
+class MecabTokenizer(_TagAwareTokenizer):
+    """Korean morphemes from python-mecab-ko (`MeCab().morphs(text)`)."""
+
+    name = "mecab"
+
+    def __init__(self) -> None:
+        self._mecab = _mecab_instance()
+
+    def _tokenize_plain(self, text: str) -> list[str]:
+        return list(self._mecab.morphs(text))
+
+
+class AutoLanguageTokenizer:
+    """Per text: Korean morphemes (kiwi) when it contains Hangul, the English tokenizer otherwise.
+
+    Without kiwipiepy, Hangul text falls back to whitespace with a one-time warning. `label` lists
+    what was actually used, e.g. "auto(kiwi+english)".
+    """
+
+    def __init__(self) -> None:
+        self._english = EnglishTokenizer()
+        self._korean: _TagAwareTokenizer | None = None
+        self._used: set[str] = set()
+
+    @property
+    def label(self) -> str:
+        order = ("kiwi", "whitespace", "english")
+        return "auto(" + "+".join(name for name in order if name in self._used) + ")"
+
+    def tokenize(self, text: str) -> list[str]:
+        chosen = self._korean_tokenizer() if HANGUL_PATTERN.search(text) else self._english
+        self._used.add(chosen.name)
+        return chosen.tokenize(text)
+
+    def _korean_tokenizer(self) -> _TagAwareTokenizer:
+        if self._korean is None:
+            try:
+                self._korean = KiwiTokenizer()
+            except ImportError:
+                _warn_kiwi_missing()
+                self._korean = WhitespaceTokenizer()
+        return self._korean
+
+
+TOKENIZERS: Mapping[str, Callable[[], Tokenizer]] = {
+    "auto": AutoLanguageTokenizer,
+    "kiwi": KiwiTokenizer,
+    "mecab": MecabTokenizer,
+    "whitespace": WhitespaceTokenizer,
+    "english": EnglishTokenizer,
+}
+
+
+def get_tokenizer(name: str) -> Tokenizer:
+    """A fresh tokenizer by name: one of auto, kiwi, mecab, whitespace, english."""
+    try:
+        factory = TOKENIZERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown ROUGE tokenizer {name!r}; choose one of: {', '.join(TOKENIZERS)}"
+        ) from None
+    return factory()
+
+
+def _split_tags(text: str) -> Iterator[tuple[str, bool]]:
+    """Yield (piece, is_tag) in order, e.g. "#Person1#은 왔다" -> ("#Person1#", True), ("은 왔다", False)."""
+    start = 0
+    for match in TAG_PATTERN.finditer(text):
+        if match.start() > start:
+            yield text[start : match.start()], False
+        yield match.group(), True
+        start = match.end()
+    if start < len(text):
+        yield text[start:], False
+
+
+@functools.cache
+def _kiwi_instance() -> Any:
+    """One Kiwi per process: building it and loading its model takes seconds."""
+    try:
+        from kiwipiepy import Kiwi
+    except ImportError as err:
+        raise ImportError(f"the 'kiwi' ROUGE tokenizer needs kiwipiepy: {KOREAN_EXTRA_HINT}") from err
+    return Kiwi()
+
+
+@functools.cache
+def _mecab_instance() -> Any:
+    try:
+        from mecab import MeCab
+    except ImportError as err:
+        raise ImportError(
+            f"the 'mecab' ROUGE tokenizer needs python-mecab-ko: {MECAB_HINT}; "
+            "or use tokenizer='kiwi' (pip install 'sumtune[korean]')"
+        ) from err
+    return MeCab()
+
+
+@functools.cache
+def _warn_kiwi_missing() -> None:
+    """Log once per process (functools.cache) that Korean falls back to whitespace tokens."""
+    logger.warning(
+        "kiwipiepy is not installed, so Korean ROUGE uses whitespace tokens (particles stay attached "
+        "and scores run lower); install it with: %s",
+        KOREAN_EXTRA_HINT,
+    )
+
+
+class _CachingTokenizer:
+    """Wraps a tokenizer so each distinct text is tokenized once per scoring call."""
+
+    def __init__(self, inner: Tokenizer) -> None:
+        self._inner = inner
+        self._cache: dict[str, list[str]] = {}
+
+    @property
+    def label(self) -> str:
+        return self._inner.label
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = self._cache.get(text)
+        if tokens is None:
+            tokens = self._cache[text] = self._inner.tokenize(text)
+        return tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RougeResult:
+    """Corpus ROUGE F1 (0..1): mean over examples of the mean (and of the max) over references."""
+
+    rouge1: float
+    rouge2: float
+    rougeL: float
+    rouge1_max: float
+    rouge2_max: float
+    rougeL_max: float
+    n_examples: int
+    tokenizer: str
+    score: float = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "score", self.rouge1 + self.rouge2 + self.rougeL)
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return dataclasses.asdict(self)
+
+
+def rouge(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    tokenizer: str = "auto",
+    ids: Sequence[str] | None = None,
+) -> RougeResult:
+    """Score predictions against one reference each (list of str) or several (list of lists).
+
+    An empty prediction scores 0. A reference that is empty, or any non-empty text that the tokenizer
+    turns into no tokens, raises ValueError naming the example (and its id when `ids` is given).
+    """
+    reference_sets = _reference_sets(references)
+    _check_lengths(predictions, reference_sets, ids)
+    cached = _CachingTokenizer(get_tokenizer(tokenizer))
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=cached)
+    per_example = []
+    for index, (prediction, refs) in enumerate(zip(predictions, reference_sets)):
+        example = _describe_example(index, ids)
+        _check_texts(cached, prediction, refs, example)
+        per_example.append(_score_example(scorer, prediction, refs))
+    return _aggregate(per_example, cached.label)
+
+
+def _reference_sets(references: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
+    if isinstance(references, str):
+        raise TypeError("references must be a list of strings (or of lists of strings), not a str")
+    return [[refs] if isinstance(refs, str) else list(refs) for refs in references]
+
+
+def _check_lengths(
+    predictions: Sequence[str], reference_sets: list[list[str]], ids: Sequence[str] | None
+) -> None:
+    if isinstance(predictions, str):
+        raise TypeError("predictions must be a list of strings, not a str")
+    if len(predictions) != len(reference_sets):
+        raise ValueError(
+            f"got {len(predictions)} predictions but {len(reference_sets)} references; "
+            "they must pair up one to one"
+        )
+    if ids is not None and len(ids) != len(predictions):
+        raise ValueError(f"got {len(ids)} ids for {len(predictions)} predictions")
+    if not predictions:
+        raise ValueError("nothing to score: predictions and references are empty")
+
+
+def _describe_example(index: int, ids: Sequence[str] | None) -> str:
+    return f"example {index}" if ids is None else f"example {index} (id {ids[index]!r})"
+
+
+def _check_texts(
+    tokenizer: _CachingTokenizer, prediction: str, references: list[str], example: str
+) -> None:
+    if not references:
+        raise ValueError(f"{example} has no reference summaries")
+    _check_text(tokenizer, prediction, f"{example} prediction", allow_empty=True)
+    for position, reference in enumerate(references):
+        _check_text(tokenizer, reference, f"{example} reference {position}", allow_empty=False)
+
+
+def _check_text(tokenizer: _CachingTokenizer, text: str, where: str, allow_empty: bool) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{where} is {type(text).__name__}, expected str")
+    if not text.strip():
+        if allow_empty:
+            return
+        raise ValueError(f"{where} is empty; every example needs a non-empty reference")
+    if not tokenizer.tokenize(text):
+        raise ValueError(
+            f"{where} {_shorten(text)!r} is not empty but tokenizes to zero tokens; "
+            "choose another tokenizer (e.g. tokenizer='whitespace') or clean the text"
+        )
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _score_example(
+    scorer: rouge_scorer.RougeScorer, prediction: str, references: list[str]
+) -> dict[str, tuple[float, float]]:
+    """rouge type -> (mean F1 over references, max F1 over references)."""
+    scores = [scorer.score(reference, prediction) for reference in references]
+    summary = {}
+    for rouge_type in ROUGE_TYPES:
+        f1s = [score[rouge_type].fmeasure for score in scores]
+        summary[rouge_type] = (sum(f1s) / len(f1s), max(f1s))
+    return summary
+
+
+def _aggregate(per_example: list[dict[str, tuple[float, float]]], label: str) -> RougeResult:
+    count = len(per_example)
+    means = {t: sum(e[t][0] for e in per_example) / count for t in ROUGE_TYPES}
+    maxes = {f"{t}_max": sum(e[t][1] for e in per_example) / count for t in ROUGE_TYPES}
+    return RougeResult(**means, **maxes, n_examples=count, tokenizer=label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files (behind `sumtune score`)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    path: Path
+    rows: list[dict[str, str]]
+    columns: list[str]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> _Table:
+        rows = read_records(path)
+        if not rows:
+            raise ValueError(f"{path}: no rows to score")
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        return cls(Path(path), rows, columns)
+
+    def require(self, column: str, role: str) -> None:
+        if column not in self.columns:
+            raise ValueError(
+                f"{self.path}: no {role} column {column!r}; available columns: "
+                f"{', '.join(self.columns)}"
+            )
+
+    def values(self, column: str) -> list[str]:
+        return [row.get(column, "") for row in self.rows]
+
+
+def score_files(
+    predictions_path: str | os.PathLike[str],
+    references_path: str | os.PathLike[str] | None = None,
+    prediction_column: str = "prediction",
+    reference_columns: Sequence[str] | None = None,
+    id_column: str = "fname",
+    tokenizer: str = "auto",
+) -> RougeResult:
+    """Score a predictions file (CSV/JSONL) against references from another file or the same one.
+
+    Columns: the prediction column falls back from "prediction" to "summary". References default to
+    "reference", else "summary", else every summaryN column (DialogSum test: summary1..summary3).
+    With two files, rows pair up by id (`id_column`, or "id") when both have one, else by position.
+    Reference rows without a prediction are ignored; `n_examples` counts what was scored.
+    """
+    predicted = _Table.read(predictions_path)
+    pred_column = _prediction_column(predicted, prediction_column)
+    source = predicted if references_path is None else _Table.read(references_path)
+    ref_columns = _reference_columns(source, reference_columns)
+    if source is predicted and ref_columns == [pred_column]:
+        raise ValueError(
+            f"{predicted.path}: column {pred_column!r} would be scored against itself; pass "
+            "references_path or reference_columns"
+        )
+    pred_ids = _ids(predicted, id_column)
+    ordered = source.rows if source is predicted else _align(predicted, source, pred_ids, id_column)
+    references = [[row.get(column, "") for column in ref_columns] for row in ordered]
+    return rouge(predicted.values(pred_column), references, tokenizer, ids=pred_ids)
+
+
+def _prediction_column(table: _Table, column: str) -> str:
+    if column == "prediction" and column not in table.columns and "summary" in table.columns:
+        return "summary"
+    table.require(column, "prediction")
+    return column
+
+
+def _reference_columns(table: _Table, requested: Sequence[str] | None) -> list[str]:
+    if requested:
+        for column in requested:
+            table.require(column, "reference")
+        return list(requested)
+    for column in ("reference", "summary"):
+        if column in table.columns:
+            return [column]
+    numbered = [c for c in table.columns if re.fullmatch(r"summary\d+", c)]
+    if not numbered:
+        raise ValueError(
+            f"{table.path}: no reference column found (looked for 'reference', 'summary', "
+            f"'summary1'...); available columns: {', '.join(table.columns)}"
+        )
+    return sorted(numbered, key=lambda name: int(name[len("summary") :]))
+
+
+def _id_column(table: _Table, preferred: str) -> str | None:
+    for column in (preferred, "id"):
+        if column in table.columns:
+            return column
+    return None
+
+
+def _ids(table: _Table, preferred: str) -> list[str] | None:
+    column = _id_column(table, preferred)
+    return None if column is None else table.values(column)
+
+
+def _align(
+    predicted: _Table, source: _Table, pred_ids: list[str] | None, preferred: str
+) -> list[dict[str, str]]:
+    """Reference rows in prediction order: by id when both files have ids, else by position."""
+    source_column = _id_column(source, preferred)
+    if pred_ids is None or source_column is None:
+        if len(predicted.rows) != len(source.rows):
+            raise ValueError(
+                f"{predicted.path} has {len(predicted.rows)} rows but {source.path} has "
+                f"{len(source.rows)}; without an id column ({preferred!r} or 'id') in both, "
+                "rows pair up by position and the counts must match"
+            )
+        return source.rows
+    by_id = _index_by_id(source, source_column)
+    missing = [pred_id for pred_id in pred_ids if pred_id not in by_id]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise ValueError(f"{source.path}: no reference row for these {predicted.path} ids: {shown}")
+    return [by_id[pred_id] for pred_id in pred_ids]
+
+
+def _index_by_id(table: _Table, column: str) -> dict[str, dict[str, str]]:
+    by_id: dict[str, dict[str, str]] = {}
+    for row in table.rows:
+        key = row.get(column, "")
+        if key in by_id:
+            raise ValueError(f"{table.path}: id {key!r} appears more than once in column {column!r}")
+        by_id[key] = row
+    return by_id
+
+
+def format_table(result: RougeResult) -> str:
+    """A small aligned table: each metric's mean and max over references, then score, n, tokenizer."""
+    lines = [f"{'metric':<10}{'mean-ref':>10}{'max-ref':>10}"]
+    for rouge_type in ROUGE_TYPES:
+        mean = getattr(result, rouge_type)
+        best = getattr(result, f"{rouge_type}_max")
+        lines.append(f"{rouge_type:<10}{mean:>10.4f}{best:>10.4f}")
+    lines.append(f"{'score':<10}{result.score:>10.4f}   (rouge1 + rouge2 + rougeL, mean-ref)")
+    lines.append(f"{'n':<10}{result.n_examples:>10d}")
+    lines.append(f"{'tokenizer':<10}  {result.tokenizer}")
+    return "\n".join(lines)
