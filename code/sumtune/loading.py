@@ -161,7 +161,8 @@ def load_pretrained_model(cfg: RunConfig, quantization_config=None, device_map=N
         dtype=cfg.model.dtype,
     )
     if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map=device_map or {"": 0})
+        # each DDP rank loads its quantized copy onto its own GPU
+        kwargs.update(quantization_config=quantization_config, device_map=device_map or {"": int(os.environ.get("LOCAL_RANK", 0))})
     return auto_class.from_pretrained(source, **kwargs)
 
 

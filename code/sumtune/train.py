@@ -5,16 +5,22 @@
 
 ``train()`` is the table of contents: reserve the run directory, read the data, decide the backend,
 load the model, tokenize, fit with the HF Trainer, save, generate on the dev split, score, record.
+
+Under ``torchrun`` / ``accelerate launch`` (DDP; docs/multi_gpu.md) every process trains, and rank 0
+alone reserves the run directory (its run id is broadcast), writes artifacts and the log, generates
+and scores; the other ranks wait for it at a barrier.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import resource
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,20 +41,23 @@ class RunResult:
 
 
 def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> RunResult:
-    run = artifacts.run_to_resume(cfg.name, cfg.output.root) if resume else artifacts.new_run(cfg.name, cfg.output.root)
+    processes = launched_processes(cfg)
+    run = reserve_run(cfg, resume, processes)
     run.attach_log()
     started = time.perf_counter()
     try:
         log.info("run %s: models in %s, results in %s, log in %s", run.run_id, run.model_dir, run.results_dir, run.log_path)
-        run.update(**describe_run(cfg, run), status="running")
-        (run.model_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        run.update(**describe_run(cfg, run), status="running", processes=processes.world_size)
+        if processes.main:
+            (run.model_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
 
         splits = data.read_splits(cfg)
         plan = backends.resolve(cfg, backends.probe_machine(cfg))
         log.info("backend: %s (%s)", plan.backend, plan.reason)
         run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
 
-        loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=run.scratch_base_dir)
+        scratch_dir = run.scratch_base_dir if processes.main else None  # DDP starts every rank from rank 0's weights
+        loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
         model, tokenizer = loaded.model, loaded.tokenizer
         trainable, total = count_parameters(model)
         run.update(trainable_params=trainable, total_params=total)
@@ -61,7 +70,10 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         run.update(**fit_stats)
 
         save_model(trainer, tokenizer, run)
-        scores = evaluate_after_training(trainer.model, tokenizer, splits.eval, cfg, run) if splits.eval else None
+        scores = None
+        if splits.eval and processes.main:  # the other ranks wait while rank 0 generates and scores
+            scores = evaluate_after_training(trainer.model, tokenizer, splits.eval, cfg, run)
+        processes.wait_for_everyone()
         run.update(status="completed", wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb())
         log.info("done: model %s | results %s | log %s", run.model_dir, run.results_dir, run.log_path)
         return RunResult(run, scores, "completed")
@@ -169,10 +181,14 @@ def fit(trainer, checkpoint: Optional[Path]) -> dict:
 
 
 def save_model(trainer, tokenizer, run: artifacts.Run) -> None:
-    """The adapter (PEFT) or full model as safetensors, and the tokenizer, in the run's model directory."""
+    """The adapter (PEFT) or full model as safetensors, and the tokenizer, in the run's model directory.
+
+    Every rank calls ``trainer.save_model`` (DeepSpeed gathers sharded weights); only rank 0 writes.
+    """
     trainer.save_model(str(run.model_dir))
-    tokenizer.save_pretrained(str(run.model_dir))
-    log.info("saved model to %s", run.model_dir)
+    if trainer.args.should_save:
+        tokenizer.save_pretrained(str(run.model_dir))
+        log.info("saved model to %s", run.model_dir)
 
 
 def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: artifacts.Run) -> dict:
@@ -226,3 +242,99 @@ class LogToFile(transformers.TrainerCallback):
         if logs:
             fields = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
             logging.getLogger("sumtune.file").info("step %d/%d %s", state.global_step, state.max_steps, fields)
+
+
+# --- multi-process launches (torchrun, accelerate launch) ------------------------------------------
+
+DDP_TIMEOUT = timedelta(minutes=30)  # what the other ranks give rank 0 to generate and score (HF's ddp_timeout)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a multi-process launch; rank 0 of 1 when started on its own."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, value):
+        """Rank 0's ``value``, on every rank."""
+        if self.world_size == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value], from_process=0)[0]
+
+    def wait_for_everyone(self) -> None:
+        if self.world_size > 1:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
+
+
+def launched_processes(cfg: RunConfig) -> Processes:
+    """Join the process group when a launcher started several processes (``WORLD_SIZE`` > 1).
+
+    The group is the one the HF Trainer would create (accelerate's PartialState, same backend and
+    DeepSpeed switch); the Trainer reuses it. It is needed earlier, to agree on the run directory.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Processes()
+    from accelerate import PartialState
+
+    launcher_flag = os.environ.get("ACCELERATE_USE_DEEPSPEED")
+    if cfg.training.deepspeed:
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # as TrainingArguments does, so DeepSpeed owns the group
+    try:
+        state = PartialState(cpu=not torch.cuda.is_available(), timeout=DDP_TIMEOUT)
+    finally:
+        if launcher_flag is None:
+            os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+        else:
+            os.environ["ACCELERATE_USE_DEEPSPEED"] = launcher_flag
+    return Processes(state.process_index, state.num_processes)
+
+
+def reserve_run(cfg: RunConfig, resume: bool, processes: Processes) -> artifacts.Run:
+    """Rank 0 creates (or, with ``resume``, finds) the run directories; the other ranks get its run id."""
+    if processes.world_size == 1:
+        return open_run(cfg, resume)
+    run, problem = None, None
+    if processes.main:
+        try:
+            run = open_run(cfg, resume)
+        except Exception as exc:  # every rank must hear of it, or the others wait at the broadcast forever
+            problem = exc
+    run_id, error = processes.share((run.run_id if run else None, f"{type(problem).__name__}: {problem}" if problem else None))
+    if problem is not None:
+        raise problem
+    if error is not None:
+        raise RuntimeError(f"rank 0 could not reserve the run directory: {error}")
+    return run if processes.main else FollowerRun(cfg.name, run_id, Path(cfg.output.root))
+
+
+def open_run(cfg: RunConfig, resume: bool) -> artifacts.Run:
+    return artifacts.run_to_resume(cfg.name, cfg.output.root) if resume else artifacts.new_run(cfg.name, cfg.output.root)
+
+
+class FollowerRun(artifacts.Run):
+    """A non-zero rank's view of rank 0's run: the same paths; it writes nothing and logs warnings only."""
+
+    def update(self, **facts) -> None:
+        self.manifest.update(facts)
+
+    def write_json(self, filename: str, obj) -> Path:
+        return self.results_dir / filename
+
+    def write_predictions(self, ids, predictions, references) -> Path:
+        return self.results_dir / "predictions.csv"
+
+    def attach_log(self) -> None:
+        self._console_level = logging.getLogger("sumtune").level
+        logging.getLogger("sumtune").setLevel(logging.WARNING)
+
+    def detach_log(self) -> None:
+        logging.getLogger("sumtune").setLevel(getattr(self, "_console_level", logging.NOTSET))

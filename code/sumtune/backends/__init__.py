@@ -24,6 +24,8 @@ BACKEND_MODULES = {
     "unsloth": "sumtune.backends.unsloth",
 }
 
+UNSLOTH_MIN_CAPABILITY = (7, 0)  # Triton, which unsloth's kernels are written in, needs Volta or newer
+
 UnslothStatus = Literal["ok", "missing", "broken", "not checked"]
 
 
@@ -55,7 +57,9 @@ class BackendUnavailable(RuntimeError):
 
 def resolve(cfg: RunConfig, machine: Machine) -> Plan:
     if cfg.backend == "full" or not cfg.qlora.use_qlora:
-        return Plan("full", None, "qlora.use_qlora is false: training all weights")
+        why = "backend: full set in config" if cfg.backend == "full" else "qlora.use_qlora is false"
+        wish = "; qlora.use_unsloth ignored: sumtune uses unsloth for LoRA only" if cfg.qlora.use_unsloth else ""
+        return Plan("full", None, f"{why}: training all weights{wish}")
     quantization, quant_note = _quantization(cfg, machine)
     blocker = unsloth_blocker(cfg, machine)
     if cfg.backend == "unsloth":
@@ -81,6 +85,9 @@ def unsloth_blocker(cfg: RunConfig, machine: Machine) -> Optional[str]:
         return f"unsloth has no fast path for {arch.family}"
     if not machine.cuda:
         return "there is no CUDA GPU on this machine"
+    if machine.cuda_capability is not None and machine.cuda_capability < UNSLOTH_MIN_CAPABILITY:
+        have = ".".join(map(str, machine.cuda_capability))
+        return f"unsloth's kernels need compute capability 7.0 or newer ({machine.gpu_name or 'this GPU'} has {have})"
     if machine.unsloth == "missing":
         return "unsloth is not installed (run ./install_unsloth.sh)"
     if machine.unsloth == "broken":
@@ -104,15 +111,18 @@ def wants_unsloth(cfg: RunConfig) -> bool:
     return cfg.backend == "unsloth" or (cfg.backend == "auto" and cfg.qlora.use_unsloth and cfg.qlora.use_qlora)
 
 
-def probe_machine(cfg: Optional[RunConfig] = None) -> Machine:
-    """Read this machine's facts. unsloth is imported only on CUDA and only when the config wants it."""
+def probe_machine(cfg: Optional[RunConfig] = None, check_unsloth: Optional[bool] = None) -> Machine:
+    """Read this machine's facts. unsloth is imported only on CUDA, and only when ``check_unsloth`` is
+    true (``sumtune doctor``) or, by default, when the config wants it for a family it accelerates."""
     import torch
 
     cuda = torch.cuda.is_available()
     capability = torch.cuda.get_device_capability(0) if cuda else None
     gpu_name = torch.cuda.get_device_name(0) if cuda else None
+    if check_unsloth is None:
+        check_unsloth = cfg is not None and wants_unsloth(cfg) and cfg.arch.unsloth_fast_path
     unsloth, detail = "not checked", ""
-    if cuda and cfg is not None and wants_unsloth(cfg) and cfg.arch.unsloth_fast_path:
+    if cuda and check_unsloth:
         from .unsloth import probe
 
         unsloth, detail = probe()
