@@ -39,7 +39,7 @@ def main() -> int:
         available = ", ".join(sorted(p.stem for p in MODEL_CONFIGS.glob("*.yaml")))
         print(f"unknown model config(s): {', '.join(missing)}. Available: {available}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return train_configs(paths, args.overrides)
+    return train_configs(paths, args.overrides, sweep=True)  # same as `sumtune sweep`, report included
 
 
 if __name__ == "__main__":

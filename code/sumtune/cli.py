@@ -5,6 +5,10 @@ needs when it runs, so ``sumtune --help`` and ``sumtune validate`` return at onc
     sumtune train config/model_configs/tiny_bart.yaml --set training.num_train_epochs=2
     sumtune train config/model_configs/tiny_bart.yaml --resume
     sumtune score --predictions outputs/RUN/results/predictions.csv
+    sumtune sweep config/model_configs/tiny_*.yaml --out reports/tiny
+    sumtune predict models/tiny_bart_20250101-120000 --input data/sample/ko_test.csv --output submission.csv
+    sumtune report models/tiny_bart_20250101-120000 outputs/tiny_t5_20250101-120130
+    sumtune doctor config/model_configs/*.yaml
 """
 
 from __future__ import annotations
@@ -42,7 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train and evaluate several configs in turn; a failure does not stop the others")
     sweep.add_argument("configs", type=Path, nargs="+", help="YAML files")
     _add_overrides(sweep)
+    sweep.add_argument("--out", type=Path, help="report directory (default: reports/{timestamp})")
+    sweep.add_argument("--no-report", action="store_true", help="do not write the comparison report at the end")
+    sweep.add_argument("--runs-file", type=Path, metavar="FILE",
+                       help="append each run's results directory to FILE, one a line (for `sumtune report` over several sweeps)")
     sweep.set_defaults(handler=run_sweep)
+
+    predict = commands.add_parser("predict", help="summaries for a test file from a trained run, as a submission CSV")
+    predict.add_argument("run", metavar="RUN_OR_CONFIG",
+                         help="models/{name}_{timestamp} directory, or a config (path or stem of config/model_configs) for its latest completed run")
+    predict.add_argument("--input", type=Path, required=True, help="CSV or JSONL with the run's id and dialogue columns")
+    predict.add_argument("--output", type=Path, required=True, help="CSV to write: {id column},summary in input order")
+    predict.add_argument("--batch-size", type=int, help="examples per generate() call (default: the run's generation.batch_size)")
+    predict.set_defaults(handler=run_predict)
+
+    report = commands.add_parser("report", help="compare runs: Markdown, CSV and HTML tables and a ROUGE chart")
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="models/{run_id} or outputs/{run_id} directories")
+    report.add_argument("--out", type=Path, help="output directory (default: reports/{timestamp})")
+    report.set_defaults(handler=run_report)
 
     validate = commands.add_parser("validate", help="check configs (keys, types, data files, columns) without loading any model")
     validate.add_argument("configs", type=Path, nargs="+", help="YAML files")
@@ -57,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--tokenizer", default="auto", choices=["auto", "kiwi", "mecab", "whitespace", "english"])
     score.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     score.set_defaults(handler=run_score)
+
+    doctor = commands.add_parser("doctor", help="this machine's GPU, libraries and unsloth status, and the backend each config would get here")
+    doctor.add_argument("configs", type=Path, nargs="*", help="YAML files to resolve on this machine (optional)")
+    _add_overrides(doctor)
+    doctor.set_defaults(handler=run_doctor)
     return parser
 
 
@@ -83,23 +109,36 @@ def run_train(args) -> int:
 
 
 def run_sweep(args) -> int:
-    return train_configs(args.configs, args.overrides)
+    return train_configs(args.configs, args.overrides, sweep=True, report=not args.no_report,
+                         report_dir=args.out, runs_file=args.runs_file)
 
 
-def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool = False) -> int:
-    """Validate every config first, then train each in turn; returns non-zero if any failed."""
+def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool = False, sweep: bool = False,
+                  report: bool = True, report_dir: Optional[Path] = None, runs_file: Optional[Path] = None) -> int:
+    """Validate every config first, then train each in turn; returns non-zero if any failed.
+
+    Without ``sweep`` an invalid config stops everything before any ML library loads (exit 2). A sweep
+    records an invalid config as a failed run instead, trains the others, and ends with the report of
+    all its runs (unless ``report`` is false); ``runs_file`` collects their results directories.
+    """
     from .config import ConfigError, load_config
 
-    try:
-        configs = [load_config(path, overrides) for path in paths]
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    configs, runs, failed = [], [], []
+    for path in paths:
+        try:
+            configs.append(load_config(path, overrides))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            if not sweep:
+                return EXIT_BAD_INPUT
+            runs.append(_record_invalid_config(path, overrides, exc))
+            failed.append(runs[-1].name)
     _console_logging()
-    from .train import train
+    if configs:
+        from .train import train
 
-    failed = []
     for cfg in configs:
+        earlier = _run_ids(cfg)
         try:
             result = train(cfg, resume=resume)
         except KeyboardInterrupt:
@@ -108,11 +147,113 @@ def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool 
         except Exception as exc:  # the run recorded the error and traceback in its run.json and log
             print(f"error: {cfg.name}: {exc}", file=sys.stderr)
             failed.append(cfg.name)
+            runs.extend(_new_runs(cfg, earlier))
             continue
+        runs.append(result.run)
         _print_run_summary(result)
+    if runs_file is not None:
+        with open(runs_file, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{run.results_dir}\n" for run in runs)
     if failed:
-        print(f"{len(failed)} of {len(configs)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(failed)} of {len(paths)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+    if sweep and report and runs:
+        reported = _write_report([run.results_dir for run in runs], report_dir)
+        if reported != EXIT_OK:
+            return reported
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _record_invalid_config(path: Path, overrides: Sequence[str], error: Exception):
+    """A failed run for a config that did not validate, so that a sweep's report shows it."""
+    import logging
+
+    from .artifacts import new_run
+
+    facts = _invalid_config_facts(path, overrides)
+    root = facts.pop("root")
+    run = new_run(facts["name"], root)
+    run.attach_log()
+    try:
+        logging.getLogger("sumtune").error("config %s is invalid:\n%s", path, error)
+        run.update(**facts, run_id=run.run_id, config_file=str(path), status="failed",
+                   error=f"{type(error).__name__}: {error}", log=str(run.log_path), results_dir=str(run.results_dir))
+    finally:
+        run.detach_log()
+    return run
+
+
+def _invalid_config_facts(path: Path, overrides: Sequence[str]) -> dict:
+    """Name, output root (and model, when the schema is valid) of a config that failed validation."""
+    import re
+
+    from .config import ConfigError, apply_overrides, load_config, read_yaml_with_bases
+
+    try:  # only the data files are wrong
+        cfg = load_config(path, overrides, check_files=False)
+        return dict(name=cfg.name, root=cfg.output.root, architecture=cfg.model.architecture,
+                    checkpoint=cfg.model.checkpoint or f"scratch:{cfg.model.size}")
+    except ConfigError:
+        pass
+    try:
+        raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
+    except ConfigError:
+        raw = {}
+    name = raw.get("name")
+    output = raw.get("output")
+    root = output.get("root") if isinstance(output, dict) else None
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem) or "config"
+    return dict(name=name, root=Path(root) if isinstance(root, str) else Path("."))
+
+
+def _run_ids(cfg) -> set[str]:
+    from .artifacts import find_runs
+
+    return {run.run_id for run in find_runs(cfg.name, cfg.output.root)}
+
+
+def _new_runs(cfg, earlier: set[str]) -> list:
+    """Runs of this config created since ``earlier`` was taken (the one a failed train() made)."""
+    from .artifacts import find_runs
+
+    return [run for run in find_runs(cfg.name, cfg.output.root) if run.run_id not in earlier]
+
+
+def _write_report(run_dirs: Sequence[Path], out: Optional[Path]) -> int:
+    from .report import ReportError, write_report
+
+    try:
+        directory = write_report(run_dirs, out)
+    except ReportError as exc:
+        print(f"error: report: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"\nreport: {directory / 'comparison.md'} (also comparison.html, comparison.csv, rouge.png)")
+    return EXIT_OK
+
+
+def run_predict(args) -> int:
+    from .config import ConfigError
+    from .predict import PredictError, predict
+
+    _console_logging()
+    try:
+        path = predict(args.run, args.input, args.output, batch_size=args.batch_size)
+    except (PredictError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        from .loading import CheckpointNotFound
+
+        if not isinstance(exc, CheckpointNotFound):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def run_report(args) -> int:
+    return _write_report(args.runs, args.out)
 
 
 def _print_run_summary(result) -> None:
@@ -149,6 +290,12 @@ def run_score(args) -> int:
     else:
         print(format_table(result))
     return EXIT_OK
+
+
+def run_doctor(args) -> int:
+    from .doctor import run_doctor as report
+
+    return report(args.configs, args.overrides)
 
 
 def _console_logging() -> None:

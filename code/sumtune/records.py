@@ -58,6 +58,11 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     return _write_text_atomic(Path(path), text)
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text through a temporary file and a rename; return the path."""
+    return _write_text_atomic(Path(path), text)
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)

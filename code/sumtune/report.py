@@ -1,0 +1,302 @@
+"""A comparison of many runs from their run.json files: Markdown, CSV, HTML and a ROUGE bar chart.
+
+    sumtune report models/tiny_bart_20250101-120000 outputs/tiny_t5_20250101-120130
+    sumtune report outputs/*/ --out reports/kobart-vs-t5
+
+A run is named by its models/{run_id} or outputs/{run_id}[/results] directory (or its run.json).
+Rows are sorted by score (ROUGE-1 + ROUGE-2 + ROUGE-L), runs without a score after them and failed
+runs last, with their error. Nothing is re-run; only files are read.
+
+    {out}/comparison.md     a GitHub-flavoured Markdown table, then the errors of failed runs
+    {out}/comparison.csv    the same columns, full values
+    {out}/comparison.html   self-contained (inline CSS, the chart embedded as base64)
+    {out}/rouge.png         ROUGE-1/2/L per run, grouped bars with their values
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from .artifacts import TIMESTAMP_FORMAT
+from .records import write_csv_atomic, write_text_atomic
+
+ROUGE_KEYS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
+ERROR_CELL_CHARS = 160
+
+
+class ReportError(ValueError):
+    """A path that is not a run, or a run.json that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[dict], Any]  # from a run's manifest (metrics merged in)
+    fmt: Callable[[Any], str] = str
+
+
+def _metric(key: str) -> Callable[[dict], Any]:
+    return lambda m: (m.get("metrics") or {}).get(key)
+
+
+def _backend(m: dict) -> Optional[str]:
+    backend, reason = m.get("backend"), m.get("backend_reason")
+    if backend and reason:
+        return f"{backend} ({reason})"
+    return backend
+
+
+def _number(digits: int) -> Callable[[Any], str]:
+    return lambda v: f"{v:,.{digits}f}" if isinstance(v, (int, float)) else ""
+
+
+def _count(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else ""
+
+
+COLUMNS = (
+    Column("run", lambda m: m.get("run_id")),
+    Column("name", lambda m: m.get("name")),
+    Column("architecture", lambda m: m.get("architecture")),
+    Column("checkpoint", lambda m: m.get("checkpoint")),
+    Column("backend", _backend),
+    Column("quantization", lambda m: m.get("quantization") or ("none" if m.get("backend") else None)),
+    Column("trainable params", lambda m: m.get("trainable_params"), _count),
+    Column("ROUGE-1", _metric("rouge1"), _number(4)),
+    Column("ROUGE-2", _metric("rouge2"), _number(4)),
+    Column("ROUGE-L", _metric("rougeL"), _number(4)),
+    Column("score", _metric("score"), _number(4)),
+    Column("train time (s)", lambda m: m.get("train_time_s"), _number(1)),
+    Column("wall time (s)", lambda m: m.get("wall_time_s"), _number(1)),
+    Column("train tokens/s", lambda m: m.get("train_tokens_per_s"), _number(1)),
+    Column("peak memory (MB)", lambda m: m.get("peak_memory_mb"), _number(0)),
+    Column("status", lambda m: m.get("status")),
+    Column("error", lambda m: m.get("error")),
+)
+
+
+def write_report(paths: Sequence[str | Path], out_dir: Optional[Path] = None) -> Path:
+    """Read every run, write the four report files into ``out_dir`` (default reports/{timestamp}); return it."""
+    runs = sort_runs([read_run(path) for path in paths])
+    out = Path(out_dir) if out_dir is not None else _fresh_dir(Path("reports"))
+    out.mkdir(parents=True, exist_ok=True)
+    chart = out / "rouge.png"
+    draw_rouge_chart(runs, chart)
+    write_text_atomic(out / "comparison.md", to_markdown(runs))
+    write_csv_atomic(out / "comparison.csv", [_raw_row(m) for m in runs], [c.header for c in COLUMNS] + ["log"])
+    write_text_atomic(out / "comparison.html", to_html(runs, chart))
+    return out
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def find_run_json(path: str | Path) -> Path:
+    """run.json of a run from models/{run_id}, outputs/{run_id}, outputs/{run_id}/results or the file itself."""
+    path = Path(path)
+    candidates = [path] if path.is_file() else [
+        path / "run.json",
+        path / "results" / "run.json",
+        path.parent.parent / "outputs" / path.name / "results" / "run.json",  # models/{run_id}
+    ]
+    for candidate in candidates:
+        if candidate.name == "run.json" and candidate.is_file():
+            return candidate
+    raise ReportError(
+        f"{path}: no run.json found (looked in {', '.join(str(c) for c in candidates)}); pass a models/{{run_id}} "
+        "or outputs/{run_id} directory"
+    )
+
+
+def read_run(path: str | Path) -> dict:
+    """A run's manifest, with metrics from metrics.json when run.json has none."""
+    run_json = find_run_json(path)
+    try:
+        manifest = json.loads(run_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{run_json}: cannot read ({exc})") from None
+    metrics_json = run_json.parent / "metrics.json"
+    if not manifest.get("metrics") and metrics_json.is_file():
+        manifest["metrics"] = json.loads(metrics_json.read_text(encoding="utf-8"))
+    manifest.setdefault("run_id", run_json.parent.parent.name)
+    manifest.setdefault("name", manifest["run_id"])
+    manifest.setdefault("status", "unknown")
+    return manifest
+
+
+def sort_runs(runs: list[dict]) -> list[dict]:
+    """Best score first; completed runs without a score next; failed (and unfinished) runs last."""
+
+    def key(m: dict):
+        score = _metric("score")(m)
+        rank = 0 if isinstance(score, (int, float)) else 1 if m.get("status") == "completed" else 2
+        return rank, -(score or 0.0), m.get("run_id", "")
+
+    return sorted(runs, key=key)
+
+
+def _raw_row(m: dict) -> dict:
+    row = {c.header: c.value(m) for c in COLUMNS}
+    row["log"] = m.get("log") if m.get("status") != "completed" else None
+    return {k: "" if v is None else v for k, v in row.items()}
+
+
+def _table_columns(runs: list[dict]) -> list[Column]:
+    """All columns, less the error column when no run has an error."""
+    return [c for c in COLUMNS if c.header != "error" or any(m.get("error") for m in runs)]
+
+
+def _cells(m: dict, columns: Sequence[Column]) -> list[str]:
+    cells = []
+    for column in columns:
+        value = column.value(m)
+        text = "" if value is None else column.fmt(value)
+        if column.header == "error" and len(text) > ERROR_CELL_CHARS:
+            text = text[: ERROR_CELL_CHARS - 1] + "…"
+        cells.append(" ".join(text.split()))  # one line per cell
+    return cells
+
+
+def _failed(runs: list[dict]) -> list[dict]:
+    return [m for m in runs if m.get("status") != "completed"]
+
+
+def _summary(runs: list[dict]) -> str:
+    done = sum(m.get("status") == "completed" for m in runs)
+    return f"{len(runs)} run(s): {done} completed, {len(runs) - done} failed or unfinished. Sorted by score (ROUGE-1 + ROUGE-2 + ROUGE-L F1)."
+
+
+# --- Markdown --------------------------------------------------------------------------------------
+
+
+def markdown_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def to_markdown(runs: list[dict]) -> str:
+    lines = ["# Run comparison", "", _summary(runs), "", "![ROUGE per run](rouge.png)", ""]
+    columns = _table_columns(runs)
+    lines.append("| " + " | ".join(c.header for c in columns) + " |")
+    lines.append("|" + "|".join("---:" if c.fmt is not str else "---" for c in columns) + "|")
+    for m in runs:
+        lines.append("| " + " | ".join(markdown_cell(cell) for cell in _cells(m, columns)) + " |")
+    failed = _failed(runs)
+    if failed:
+        lines += ["", "## Failed runs", ""]
+        for m in failed:
+            lines += [f"### {m.get('run_id')} ({m.get('status')})", "", "```", m.get("error") or "(no error recorded)", "```", ""]
+            if m.get("log"):
+                lines += [f"Log: `{m['log']}`", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- HTML ------------------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans KR", sans-serif; margin: 2rem; color: #1f2328; }
+table { border-collapse: collapse; font-size: 0.85rem; }
+th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.5rem; vertical-align: top; }
+th { background: #f6f8fa; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.failed td { background: #fff1f0; }
+pre { background: #f6f8fa; padding: 0.6rem; overflow-x: auto; white-space: pre-wrap; }
+img { max-width: 100%; }
+"""
+
+
+def to_html(runs: list[dict], chart: Optional[Path] = None) -> str:
+    esc = html.escape
+    columns = _table_columns(runs)
+    head = "".join(f"<th>{esc(c.header)}</th>" for c in columns)
+    body = []
+    for m in runs:
+        cells = "".join(
+            f'<td class="num">{esc(cell)}</td>' if c.fmt is not str else f"<td>{esc(cell)}</td>"
+            for c, cell in zip(columns, _cells(m, columns))
+        )
+        css_class = ' class="failed"' if m.get("status") != "completed" else ""
+        body.append(f"<tr{css_class}>{cells}</tr>")
+    image = ""
+    if chart is not None and chart.is_file():
+        data = base64.b64encode(chart.read_bytes()).decode("ascii")
+        image = f'<img alt="ROUGE per run" src="data:image/png;base64,{data}">'
+    errors = "".join(
+        f"<h3>{esc(str(m.get('run_id')))} ({esc(str(m.get('status')))})</h3><pre>{esc(m.get('error') or '(no error recorded)')}</pre>"
+        + (f"<p>Log: <code>{esc(m['log'])}</code></p>" if m.get("log") else "")
+        for m in _failed(runs)
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Run comparison</title>'
+        f"<style>{CSS}</style></head><body>\n<h1>Run comparison</h1>\n<p>{esc(_summary(runs))}</p>\n{image}\n"
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
+        + (f"<h2>Failed runs</h2>{errors}\n" if errors else "")
+        + "</body></html>\n"
+    )
+
+
+# --- chart -----------------------------------------------------------------------------------------
+
+
+def draw_rouge_chart(runs: list[dict], path: Path) -> Path:
+    """Grouped bars of ROUGE-1/2/L per scored run (in report order), each bar labelled with its value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [m for m in runs if isinstance(_metric("score")(m), (int, float))]
+    labels = _chart_labels(scored)
+    width = max(6.0, 1.6 * len(scored) + 2.0)
+    fig, ax = plt.subplots(figsize=(width, 4.8), dpi=120)
+    try:
+        if not scored:
+            ax.text(0.5, 0.5, "no run has ROUGE scores", ha="center", va="center", fontsize=14, transform=ax.transAxes)
+            ax.set_axis_off()
+        else:
+            bar = 0.26
+            top = max(max(_metric(k)(m) for k, _ in ROUGE_KEYS) for m in scored)
+            for offset, (key, label) in enumerate(ROUGE_KEYS):
+                xs = [i + (offset - 1) * bar for i in range(len(scored))]
+                values = [_metric(key)(m) for m in scored]
+                bars = ax.bar(xs, values, bar, label=label)
+                ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2, fontsize=8)
+            crowded = len(scored) > 4
+            ax.set_xticks(range(len(scored)), labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
+            ax.set_xlim(-0.6, len(scored) - 0.4)
+            ax.set_ylabel("F1")
+            ax.set_ylim(0, max(0.05, top) * 1.25)
+            ax.set_title("ROUGE F1 per run (best score first)", pad=24)
+            ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+            ax.spines[["top", "right"]].set_visible(False)
+        unscored = [m.get("name") or m.get("run_id") for m in runs if m not in scored]
+        if unscored:
+            fig.text(0.01, 0.01, "not shown (no scores): " + ", ".join(unscored), fontsize=8, color="#b42318")
+        fig.tight_layout(rect=(0, 0.04 if unscored else 0, 1, 1))
+        fig.savefig(path, format="png", metadata={"Software": None})  # no URL inside the embedded image
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _chart_labels(runs: list[dict]) -> list[str]:
+    """Run names, or run ids where a name appears more than once."""
+    names = [m.get("name") or m.get("run_id") for m in runs]
+    return [m.get("run_id") if names.count(name) > 1 else name for m, name in zip(runs, names)]
+
+
+def _fresh_dir(parent: Path) -> Path:
+    stamp = datetime.now().strftime(TIMESTAMP_FORMAT)
+    for attempt in range(1, 1000):
+        candidate = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a report directory under {parent}")

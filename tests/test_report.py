@@ -1,0 +1,114 @@
+"""`sumtune report` from hand-written run.json files laid out like real runs (no training)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from sumtune.cli import main
+from sumtune.report import ReportError, find_run_json, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(root: Path, run_id: str, status: str = "completed", scores=None, in_metrics_json=False, **facts) -> str:
+    """models/{run_id}/ and outputs/{run_id}/results/run.json (+ metrics.json) as train() leaves them."""
+    (root / "models" / run_id).mkdir(parents=True)
+    results = root / "outputs" / run_id / "results"
+    results.mkdir(parents=True)
+    manifest = dict(name=run_id.rsplit("_", 1)[0], run_id=run_id, architecture="bart", checkpoint="scratch:tiny",
+                    backend="peft", backend_reason="LoRA via PEFT (qlora.use_unsloth is false)", quantization=None,
+                    trainable_params=37440, total_params=465472, train_time_s=16.5, wall_time_s=29.6,
+                    train_tokens_per_s=226.8, peak_memory_mb=1126.3, status=status, log=f"logs/{run_id}.log")
+    manifest.update(facts)
+    if scores is not None:
+        metrics = dict(zip(("rouge1", "rouge2", "rougeL"), scores), score=sum(scores), n_examples=3, tokenizer="kiwi")
+        (results / "metrics.json").write_text(json.dumps(metrics))
+        if not in_metrics_json:
+            manifest["metrics"] = metrics
+    (results / "run.json").write_text(json.dumps(manifest))
+    return run_id
+
+
+@pytest.fixture
+def run_dirs(tmp_path) -> list[Path]:
+    root = tmp_path / "work"
+    ids = [
+        fake_run(root, "middle_20250101-000001", scores=(0.30, 0.10, 0.25)),
+        fake_run(root, "broken_20250101-000002", status="failed", scores=None, architecture="t5",
+                 error="ConfigError: data.train_file: file not found: a|b.csv\nsecond line"),
+        fake_run(root, "best_20250101-000003", scores=(0.40, 0.20, 0.35), in_metrics_json=True,
+                 backend_reason="reason with | a pipe"),
+        fake_run(root, "worst_20250101-000004", scores=(0.10, 0.00, 0.05)),
+    ]
+    # models/ and outputs/ (and outputs/.../results) directories are all accepted
+    return [root / "models" / ids[0], root / "outputs" / ids[1], root / "outputs" / ids[2] / "results",
+            root / "models" / ids[3]]
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+
+
+def test_markdown_is_sorted_by_score_with_the_failed_run_last(run_dirs, tmp_path):
+    out = write_report(run_dirs, tmp_path / "report")
+    markdown = (out / "comparison.md").read_text(encoding="utf-8")
+    header, *rows = table_rows(markdown)
+    assert all(len(row) == len(header) for row in rows), "an unescaped | would add a column"
+    runs = [row[header.index("run")] for row in rows]
+    assert runs == ["best_20250101-000003", "middle_20250101-000001", "worst_20250101-000004", "broken_20250101-000002"]
+    assert rows[0][header.index("score")] == "0.9500"  # from metrics.json when run.json has none
+    failed = rows[-1]
+    assert failed[header.index("status")] == "failed"
+    assert "file not found: a\\|b.csv second line" in failed[header.index("error")]
+    assert "reason with \\| a pipe" in rows[0][header.index("backend")]
+    for column in ("name", "architecture", "checkpoint", "quantization", "trainable params", "ROUGE-1", "ROUGE-2",
+                   "ROUGE-L", "train time (s)", "train tokens/s", "peak memory (MB)"):
+        assert column in header
+    assert "## Failed runs" in markdown and "logs/broken_20250101-000002.log" in markdown
+
+
+def test_csv_parses_back_with_full_values(run_dirs, tmp_path):
+    out = write_report(run_dirs, tmp_path / "report")
+    rows = list(csv.DictReader(io.StringIO((out / "comparison.csv").read_text(encoding="utf-8"))))
+    assert [r["run"] for r in rows][0] == "best_20250101-000003" and rows[-1]["status"] == "failed"
+    assert float(rows[1]["ROUGE-1"]) == pytest.approx(0.30)
+    assert rows[-1]["error"] == "ConfigError: data.train_file: file not found: a|b.csv\nsecond line"
+    assert rows[0]["trainable params"] == "37440"
+
+
+def test_html_is_self_contained_and_the_chart_is_a_png(run_dirs, tmp_path):
+    out = write_report(run_dirs, tmp_path / "report")
+    page = (out / "comparison.html").read_text(encoding="utf-8")
+    assert not re.search(r"https?://", page)
+    assert "<style>" in page and 'src="data:image/png;base64,' in page
+    assert "a|b.csv" in page and "<script" not in page
+    png = (out / "rouge.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and b"http" not in png  # not even in the PNG's metadata
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.html", "comparison.md", "rouge.png"]
+
+
+def test_no_scored_run_still_gives_a_chart(tmp_path):
+    run_id = fake_run(tmp_path, "only_20250101-000000", status="failed", error="boom")
+    out = write_report([tmp_path / "models" / run_id], tmp_path / "report")
+    assert (out / "rouge.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_directory_without_run_json_is_a_clear_error(tmp_path):
+    with pytest.raises(ReportError, match="no run.json found"):
+        find_run_json(tmp_path)
+
+
+def test_cli_writes_to_reports_timestamp_by_default(run_dirs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", *map(str, run_dirs)]) == 0
+    [directory] = (tmp_path / "reports").iterdir()
+    assert re.fullmatch(r"\d{8}-\d{6}", directory.name)
+    assert f"reports/{directory.name}/comparison.md" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nothing")]) == 2
