@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sumtune.cli import EXIT_BAD_INPUT, train_configs
+from sumtune.sweep import EXIT_BAD_INPUT, train_configs
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[1] / "config" / "model_configs"
 

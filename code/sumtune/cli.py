@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from .sweep import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK  # a stdlib-only module
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -105,137 +105,25 @@ def run_validate(args) -> int:
 
 
 def run_train(args) -> int:
+    from .sweep import train_configs
+
     return train_configs([args.config], args.overrides, resume=args.resume)
 
 
 def run_sweep(args) -> int:
+    from .sweep import train_configs
+
     return train_configs(args.configs, args.overrides, sweep=True, report=not args.no_report,
                          report_dir=args.out, runs_file=args.runs_file)
-
-
-def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool = False, sweep: bool = False,
-                  report: bool = True, report_dir: Optional[Path] = None, runs_file: Optional[Path] = None) -> int:
-    """Validate every config first, then train each in turn; returns non-zero if any failed.
-
-    Without ``sweep`` an invalid config stops everything before any ML library loads (exit 2). A sweep
-    records an invalid config as a failed run instead, trains the others, and ends with the report of
-    all its runs (unless ``report`` is false); ``runs_file`` collects their results directories.
-    """
-    from .config import ConfigError, load_config
-
-    configs, runs, failed = [], [], []
-    for path in paths:
-        try:
-            configs.append(load_config(path, overrides))
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            if not sweep:
-                return EXIT_BAD_INPUT
-            runs.append(_record_invalid_config(path, overrides, exc))
-            failed.append(runs[-1].name)
-    _console_logging()
-    if configs:
-        from .train import train
-
-    for cfg in configs:
-        earlier = _run_ids(cfg)
-        try:
-            result = train(cfg, resume=resume)
-        except KeyboardInterrupt:
-            print("interrupted; continue with --resume", file=sys.stderr)
-            return 130
-        except Exception as exc:  # the run recorded the error and traceback in its run.json and log
-            print(f"error: {cfg.name}: {exc}", file=sys.stderr)
-            failed.append(cfg.name)
-            runs.extend(_new_runs(cfg, earlier))
-            continue
-        runs.append(result.run)
-        _print_run_summary(result)
-    if runs_file is not None:
-        with open(runs_file, "a", encoding="utf-8") as handle:
-            handle.writelines(f"{run.results_dir}\n" for run in runs)
-    if failed:
-        print(f"{len(failed)} of {len(paths)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
-    if sweep and report and runs:
-        reported = _write_report([run.results_dir for run in runs], report_dir)
-        if reported != EXIT_OK:
-            return reported
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _record_invalid_config(path: Path, overrides: Sequence[str], error: Exception):
-    """A failed run for a config that did not validate, so that a sweep's report shows it."""
-    import logging
-
-    from .artifacts import new_run
-
-    facts = _invalid_config_facts(path, overrides)
-    root = facts.pop("root")
-    run = new_run(facts["name"], root)
-    run.attach_log()
-    try:
-        logging.getLogger("sumtune").error("config %s is invalid:\n%s", path, error)
-        run.update(**facts, run_id=run.run_id, config_file=str(path), status="failed",
-                   error=f"{type(error).__name__}: {error}", log=str(run.log_path), results_dir=str(run.results_dir))
-    finally:
-        run.detach_log()
-    return run
-
-
-def _invalid_config_facts(path: Path, overrides: Sequence[str]) -> dict:
-    """Name, output root (and model, when the schema is valid) of a config that failed validation."""
-    import re
-
-    from .config import ConfigError, apply_overrides, load_config, read_yaml_with_bases
-
-    try:  # only the data files are wrong
-        cfg = load_config(path, overrides, check_files=False)
-        return dict(name=cfg.name, root=cfg.output.root, architecture=cfg.model.architecture,
-                    checkpoint=cfg.model.checkpoint or f"scratch:{cfg.model.size}")
-    except ConfigError:
-        pass
-    try:
-        raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
-    except ConfigError:
-        raw = {}
-    name = raw.get("name")
-    output = raw.get("output")
-    root = output.get("root") if isinstance(output, dict) else None
-    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem) or "config"
-    return dict(name=name, root=Path(root) if isinstance(root, str) else Path("."))
-
-
-def _run_ids(cfg) -> set[str]:
-    from .artifacts import find_runs
-
-    return {run.run_id for run in find_runs(cfg.name, cfg.output.root)}
-
-
-def _new_runs(cfg, earlier: set[str]) -> list:
-    """Runs of this config created since ``earlier`` was taken (the one a failed train() made)."""
-    from .artifacts import find_runs
-
-    return [run for run in find_runs(cfg.name, cfg.output.root) if run.run_id not in earlier]
-
-
-def _write_report(run_dirs: Sequence[Path], out: Optional[Path]) -> int:
-    from .report import ReportError, write_report
-
-    try:
-        directory = write_report(run_dirs, out)
-    except ReportError as exc:
-        print(f"error: report: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"\nreport: {directory / 'comparison.md'} (also comparison.html, comparison.csv, rouge.png)")
-    return EXIT_OK
 
 
 def run_predict(args) -> int:
     from .config import ConfigError
     from .predict import PredictError, predict
 
-    _console_logging()
+    from .sweep import console_logging
+
+    console_logging()
     try:
         path = predict(args.run, args.input, args.output, batch_size=args.batch_size)
     except (PredictError, ConfigError) as exc:
@@ -253,20 +141,9 @@ def run_predict(args) -> int:
 
 
 def run_report(args) -> int:
-    return _write_report(args.runs, args.out)
+    from .sweep import write_report
 
-
-def _print_run_summary(result) -> None:
-    run = result.run
-    print(f"\nrun {run.run_id} {result.status}")
-    if result.metrics:
-        m = result.metrics
-        print(f"  ROUGE-1 {m['rouge1']:.4f}  ROUGE-2 {m['rouge2']:.4f}  ROUGE-L {m['rougeL']:.4f}  score {m['score']:.4f}")
-    print(f"  model:       {run.model_dir}")
-    print(f"  metrics:     {run.results_dir / 'metrics.json'}")
-    print(f"  predictions: {run.results_dir / 'predictions.csv'}")
-    print(f"  manifest:    {run.run_json}")
-    print(f"  log:         {run.log_path}")
+    return write_report(args.runs, args.out)
 
 
 def run_score(args) -> int:
@@ -296,18 +173,6 @@ def run_doctor(args) -> int:
     from .doctor import run_doctor as report
 
     return report(args.configs, args.overrides)
-
-
-def _console_logging() -> None:
-    import logging
-
-    logger = logging.getLogger("sumtune")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[sumtune] %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 if __name__ == "__main__":
