@@ -1,0 +1,346 @@
+"""Training throughput: sumtune's train path against two padding baselines, in one run.
+
+    python benchmarks/train_throughput.py /work/shared/data/ko_dialogsum_2025/dev.csv
+    python benchmarks/train_throughput.py DATA --batch-size 16 --size tiny --out /tmp/throughput.md
+
+Three variants train the same scratch model (built once by sumtune's backend from the config and
+seed, then deep-copied) on the same data, with the same batch size and number of optimizer steps:
+
+- sumtune: what ``sumtune train`` does: the HF Trainer from ``sumtune.train.build_hf_trainer`` with
+  its length-grouped sampler and dynamic padding (``sumtune.data.data_collator``:
+  DataCollatorForSeq2Seq, pad_to_multiple_of=8);
+- (a) every example padded to max_source_length, labels to max_target_length (done here, in this
+  script's own collator, never in sumtune), random order;
+- (b) random order + dynamic padding (``training.group_by_length: false``): what HF's
+  run_summarization example does.
+
+Each variant's data loader, optimizer, LR schedule and ``training_step`` come from its own
+sumtune-built Trainer; this script runs the Trainer's per-step work (fetch, forward + backward,
+clip, optimizer and scheduler step) itself, so that it can interleave the three variants step by
+step: on a shared machine, load from other processes then falls on all of them alike. Throughput
+is real tokens per second: per step, the attention-mask sum of the encoder inputs plus the labels
+that are not -100, counted from the batch that was trained on. The default is one epoch, so every
+variant trains on exactly the same examples and real tokens. ``--warmup`` untimed steps on
+throwaway copies come first, so one-off costs (first allocations, kernel setup) are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import transformers
+
+from sumtune import artifacts, backends, data
+from sumtune.config import load_config
+from sumtune.train import build_hf_trainer, count_parameters, library_versions
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "model_configs" / "tiny_bart.yaml"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="CSV/JSONL with dialogue and summary columns (the training data).")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="sumtune run config (default: tiny_bart.yaml).")
+    parser.add_argument("--size", default="small", help="Scratch size preset (model.size); default: small.")
+    parser.add_argument("--steps", type=int, default=None, help="Optimizer steps per variant (default: one epoch).")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="per_device_train_batch_size for every variant (default: the config's, 8).")
+    parser.add_argument("--max-source-length", type=int, default=512, help="data.max_source_length (and variant (a)'s padded length).")
+    parser.add_argument("--max-target-length", type=int, default=128, help="data.max_target_length (and variant (a)'s padded label length).")
+    parser.add_argument("--warmup", type=int, default=5, help="Untimed warm-up steps per variant, on a throwaway model copy.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Extra config override, as for `sumtune train --set` (repeatable).")
+    parser.add_argument("--out", type=Path, default=None, help="Also write the Markdown report to this file.")
+    return parser.parse_args(argv)
+
+
+# --- variants --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    name: str
+    sampler: str
+    padding: str
+    group_by_length: bool
+    pad_to_max: bool
+
+
+VARIANTS = [
+    Variant("sumtune", "sumtune", "length-grouped", "dynamic, multiple of 8", True, False),
+    Variant("a", "(a) pad to max_length", "random", "max_length", False, True),
+    Variant("b", "(b) random + dynamic", "random", "dynamic, multiple of 8", False, False),
+]
+
+
+class PadToMaxLength:
+    """Variant (a): pad sources to max_source_length and labels to max_target_length, then collate.
+
+    DataCollatorForSeq2Seq(padding="max_length") would pad the labels to the *source* max_length, so
+    the rows are padded here and handed to sumtune's collator, which then has nothing left to pad.
+    """
+
+    def __init__(self, collate, pad_id: int, source_length: int, target_length: int):
+        self.collate, self.pad_id = collate, pad_id
+        self.source_length, self.target_length = source_length, target_length
+
+    def __call__(self, features):
+        rows = []
+        for row in features:
+            gap, label_gap = self.source_length - len(row["input_ids"]), self.target_length - len(row["labels"])
+            rows.append({
+                "input_ids": list(row["input_ids"]) + [self.pad_id] * gap,
+                "attention_mask": list(row["attention_mask"]) + [0] * gap,
+                "labels": list(row["labels"]) + [data.IGNORE_INDEX] * label_gap,
+            })
+        return self.collate(rows)
+
+
+class Lane:
+    """One variant's training: sumtune's HF Trainer supplies the data loader (sampler + collator),
+    optimizer, LR schedule and ``training_step``; ``step()`` does what the Trainer's inner loop does
+    per optimizer step (fetch a batch, forward + backward, clip, optimizer and scheduler step) and
+    times it. Only the callbacks and logging of ``Trainer.train`` are left out, for every variant."""
+
+    def __init__(self, cfg, plan, model, tokenizer, train_set, variant: Variant, root: Path, steps: int):
+        cfg = cfg.model_copy(deep=True)
+        cfg.training.group_by_length = variant.group_by_length
+        cfg.training.max_steps = steps
+        run = artifacts.new_run(f"{cfg.name}-{variant.key}", root)
+        self.variant = variant
+        self.trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, None, run)
+        if variant.pad_to_max:
+            self.trainer.data_collator = PadToMaxLength(self.trainer.data_collator, tokenizer.pad_token_id,
+                                                        cfg.data.max_source_length, cfg.data.max_target_length)
+        self.trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+        torch.manual_seed(cfg.training.seed)  # (a) and (b) draw the same random order
+        self.loader = self.trainer.get_train_dataloader()
+        self.batches = iter(self.loader)
+        self.model = self.trainer.model
+        self.model.train()
+        self.seconds: list[float] = []
+        self.real: list[int] = []  # non-pad source tokens + labels that are not -100
+        self.padded: list[int] = []  # every source and label position, pad included
+        self.losses: list[float] = []
+
+    def step(self) -> None:
+        trainer, args = self.trainer, self.trainer.args
+        started = time.perf_counter()
+        samples, num_items = trainer.get_batch_samples(self.batches, 1, args.device)
+        if not samples:  # end of an epoch: start the next one, as the Trainer does
+            self.batches = iter(self.loader)
+            samples, num_items = trainer.get_batch_samples(self.batches, 1, args.device)
+        batch = samples[0]
+        loss = trainer.training_step(self.model, batch, num_items)
+        if args.max_grad_norm > 0:
+            trainer.accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        self.model.zero_grad()
+        self.seconds.append(time.perf_counter() - started)
+        self.real.append(int(batch["attention_mask"].sum()) + int((batch["labels"] != data.IGNORE_INDEX).sum()))
+        self.padded.append(batch["input_ids"].numel() + batch["labels"].numel())
+        self.losses.append(float(loss))
+
+
+def run_interleaved(lanes: list[Lane], steps: int, label: str, progress: bool) -> None:
+    """Step every lane once per round, in a rotating order, so that load from other processes on a
+    shared machine falls on all variants alike instead of on whichever runs at the time."""
+    every = max(1, steps // 6)
+    started = time.perf_counter()
+    for step in range(steps):
+        shift = step % len(lanes)
+        for lane in lanes[shift:] + lanes[:shift]:
+            lane.step()
+        if progress and ((step + 1) % every == 0 or step + 1 == steps):
+            per_step = "  ".join(f"{lane.variant.key} {statistics.mean(lane.seconds):.2f}" for lane in lanes)
+            print(f"  {label} step {step + 1}/{steps}  {time.perf_counter() - started:6.1f} s  "
+                  f"(mean s/step: {per_step})  load {load_average()}", flush=True)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+@dataclass
+class Result:
+    variant: Variant
+    steps: int
+    real_tokens: int
+    padded_tokens: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+
+    @classmethod
+    def of(cls, lane: Lane) -> "Result":
+        tail = lane.losses[-10:]
+        return cls(lane.variant, len(lane.seconds), sum(lane.real), sum(lane.padded), sum(lane.seconds),
+                   lane.losses[0], statistics.mean(tail))
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.real_tokens / self.seconds
+
+    @property
+    def pad_share(self) -> float:
+        return 1 - self.real_tokens / self.padded_tokens
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def percentiles(values: list[int]) -> str:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
+    return f"p50 {pick(0.5)}, p90 {pick(0.9)}, p99 {pick(0.99)}, max {ordered[-1]} (mean {statistics.mean(values):.0f})"
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} (default), "
+            f"no GPU used; Python {platform.python_version()}")
+
+
+def markdown_report(results: list[Result], facts: dict) -> str:
+    sumtune = results[0]
+    lines = [
+        "| variant | sampler | padding | steps | real tokens | padded tokens | pad share | time (s) | real tokens/s "
+        "| sumtune ÷ variant | loss first → last 10 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        ratio = sumtune.tokens_per_s / r.tokens_per_s
+        lines.append(
+            f"| {r.variant.name} | {r.variant.sampler} | {r.variant.padding} | {r.steps} | {r.real_tokens:,} | "
+            f"{r.padded_tokens:,} | {r.pad_share:.0%} | {r.seconds:.1f} | {r.tokens_per_s:,.0f} | {ratio:.2f}× | "
+            f"{r.first_loss:.2f} → {r.last_loss:.2f} |"
+        )
+    by_key = {r.variant.key: r for r in results}
+    ratio_a = sumtune.tokens_per_s / by_key["a"].tokens_per_s
+    ratio_b = sumtune.tokens_per_s / by_key["b"].tokens_per_s
+    lines += [
+        "",
+        f"**sumtune / (a) = {ratio_a:.2f}×** (target ≥ 3.5×: {'met' if ratio_a >= 3.5 else 'missed'}); "
+        f"**sumtune / (b) = {ratio_b:.2f}×** (target ≥ 2.0×: {'met' if ratio_b >= 2.0 else 'missed'}).",
+        "",
+        *(f"- {key}: {value}" for key, value in facts.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    overrides = [
+        f"data.train_file={args.data}", "data.eval_file=null", "data.test_file=null",
+        f"data.max_source_length={args.max_source_length}", f"data.max_target_length={args.max_target_length}",
+        f"model.size={args.size}",
+        *([f"training.per_device_train_batch_size={args.batch_size}"] if args.batch_size else []),
+        "training.gradient_accumulation_steps=1",
+        "training.eval_strategy=no", "training.save_strategy=no", "training.early_stopping_patience=null",
+        *args.overrides,
+    ]
+    cfg = load_config(args.config, overrides)
+    if cfg.arch.kind != "seq2seq":
+        raise SystemExit(f"{args.config}: this benchmark measures encoder-decoder training; "
+                         f"{cfg.model.architecture} is {cfg.arch.kind}")
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("sumtune").setLevel(logging.WARNING)
+    load_before = load_average()
+    print(f"machine: {machine_line()}; load average {load_before}", flush=True)
+
+    examples = data.read_examples(cfg.data.train_file, cfg.data, limit=cfg.data.max_train_samples)
+    texts = data.tokenizer_training_texts(data.Splits(examples, None))
+    plan = backends.resolve(cfg, backends.probe_machine(cfg))
+    torch.manual_seed(cfg.training.seed)
+    base = backends.load(plan, cfg, texts)  # tokenizer trained on the data + scratch model (+ LoRA), built once
+    model, tokenizer = base.model, base.tokenizer
+    train_set = data.encode_examples(examples, cfg, tokenizer, "train")
+    trainable, total = count_parameters(model)
+    batch_size = cfg.training.per_device_train_batch_size
+    epoch = math.ceil(len(train_set) / batch_size)
+    steps = args.steps or epoch
+
+    sources = [len(tokenizer(e.dialogue)["input_ids"]) for e in examples]
+    targets = [len(tokenizer(text_target=e.summary)["input_ids"]) for e in examples]
+    facts = {
+        "data": f"{args.data} ({len(train_set)} examples)",
+        "config": f"{args.config} with {' '.join(overrides[3:])}",
+        "model": f"{cfg.model.architecture} from scratch, '{cfg.model.size}' preset, {total / 1e6:.2f}M parameters, "
+                 f"{trainable / 1e6:.3f}M trainable ({plan.backend}: {plan.reason})",
+        "tokenizer": f"BPE trained on the data by sumtune, {len(tokenizer)} tokens",
+        "source tokens (untruncated)": f"{percentiles(sources)}; {sum(n > cfg.data.max_source_length for n in sources)} "
+                                       f"of {len(examples)} over max_source_length {cfg.data.max_source_length}",
+        "target tokens (untruncated)": f"{percentiles(targets)}; {sum(n > cfg.data.max_target_length for n in targets)} "
+                                       f"of {len(examples)} over max_target_length {cfg.data.max_target_length}",
+        "training": f"{steps} timed optimizer steps per variant (one epoch = {epoch}), "
+                    f"batch size {batch_size}, variants interleaved step by step, {args.warmup} untimed warm-up "
+                    f"steps per variant on throwaway copies, seed {cfg.training.seed}, lr {cfg.training.learning_rate}, "
+                    f"{cfg.training.lr_scheduler_type} schedule, fp32",
+    }
+    print("\n".join(f"{key}: {value}" for key, value in facts.items()), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="sumtune-bench-") as tmp:
+        root = Path(tmp)
+        if args.warmup:
+            lanes = [Lane(cfg, plan, copy.deepcopy(model), tokenizer, train_set, v, root, steps) for v in VARIANTS]
+            started = time.perf_counter()
+            run_interleaved(lanes, args.warmup, "warm-up", progress=False)
+            print(f"\nwarm-up: {args.warmup} steps per variant in {time.perf_counter() - started:.1f} s (not timed)",
+                  flush=True)
+        lanes = [Lane(cfg, plan, copy.deepcopy(model), tokenizer, train_set, v, root, steps) for v in VARIANTS]
+        run_interleaved(lanes, steps, "timed", progress=True)
+    results = [Result.of(lane) for lane in lanes]
+
+    same = "yes" if lanes[1].real == lanes[2].real else "no"
+    sumtune, pad_a, pad_b = results
+    facts.update({
+        "padded-token ratios (what the speed-ups would be if step time were proportional to padded tokens)":
+            f"(a)/sumtune {pad_a.padded_tokens / sumtune.padded_tokens:.2f}×, "
+            f"(b)/sumtune {pad_b.padded_tokens / sumtune.padded_tokens:.2f}×; with no padding at all, "
+            f"(a)/real {pad_a.padded_tokens / sumtune.real_tokens:.2f}×, (b)/real {pad_b.padded_tokens / sumtune.real_tokens:.2f}×",
+        "same real tokens in every variant": "yes" if len({r.real_tokens for r in results}) == 1 else "no",
+        "(a) and (b) trained on identical batches": same,
+        "time": "sum over the timed steps of: fetch + collate the batch, forward, backward, clip, optimizer and "
+                "scheduler step",
+        "machine": f"{machine_line()}; load average (1, 5, 15 min) {load_before} before, {load_average()} after",
+        "versions": ", ".join(f"{k} {v}" for k, v in library_versions().items()
+                              if k in ("python", "torch", "transformers", "peft", "datasets", "accelerate")),
+    })
+    report = markdown_report(results, facts)
+    print("\n" + report, flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report, encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
