@@ -141,6 +141,17 @@ def test_auto_picks_kiwi_for_hangul_and_english_otherwise() -> None:
     assert mixed.tokenizer == "auto(kiwi+english)"
 
 
+def test_auto_tokenizes_prediction_and_references_of_an_example_alike() -> None:
+    # A prediction with no Hangul (only speaker tags, as an undertrained model writes) against a
+    # Korean reference: both sides go through kiwi, so the shared tags match.
+    prediction, reference = "#Person1##Person2#", "#Person1#은 왔고 #Person2#는 갔다"
+    auto = rouge([prediction], [reference], tokenizer="auto")
+    kiwi = rouge([prediction], [reference], tokenizer="kiwi")
+    assert auto.rouge1 > 0
+    assert (auto.rouge1, auto.rouge2, auto.rougeL) == (kiwi.rouge1, kiwi.rouge2, kiwi.rougeL)
+    assert auto.tokenizer == "auto(kiwi)"
+
+
 def test_auto_without_kiwipiepy_uses_whitespace_and_warns_once(monkeypatch, caplog) -> None:
     def missing() -> None:
         raise ImportError("No module named 'kiwipiepy'")

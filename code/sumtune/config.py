@@ -159,7 +159,7 @@ class GenerationConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    tokenizer: Literal["auto", "kiwi", "mecab", "whitespace", "english"] = Field("auto", description="ROUGE tokenizer; auto = kiwi for Hangul, english otherwise.")
+    tokenizer: Literal["auto", "kiwi", "mecab", "whitespace", "english"] = Field("auto", description="ROUGE tokenizer; auto = kiwi for examples with Hangul, english otherwise.")
     max_examples: Optional[int] = Field(None, gt=0, description="Score only the first N dev examples.")
 
 

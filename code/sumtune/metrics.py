@@ -126,10 +126,13 @@ class MecabTokenizer(_TagAwareTokenizer):
 
 
 class AutoLanguageTokenizer:
-    """Per text: Korean morphemes (kiwi) when it contains Hangul, the English tokenizer otherwise.
+    """Korean morphemes (kiwi) for Hangul, the English tokenizer otherwise.
 
-    Without kiwipiepy, Hangul text falls back to whitespace with a one-time warning. `label` lists
-    what was actually used, e.g. "auto(kiwi+english)".
+    `rouge()` decides per example, from the prediction and its references together, so that both
+    sides of a comparison are always tokenized alike: an example whose reference is Korean is
+    tokenized with kiwi even when the prediction holds no Hangul (say, only `#Person1#` tags).
+    Used on its own, `tokenize` decides per text. Without kiwipiepy, Hangul falls back to
+    whitespace with a one-time warning. `label` lists what was used, e.g. "auto(kiwi+english)".
     """
 
     def __init__(self) -> None:
@@ -143,9 +146,14 @@ class AutoLanguageTokenizer:
         return "auto(" + "+".join(name for name in order if name in self._used) + ")"
 
     def tokenize(self, text: str) -> list[str]:
-        chosen = self._korean_tokenizer() if HANGUL_PATTERN.search(text) else self._english
+        return self.for_texts([text]).tokenize(text)
+
+    def for_texts(self, texts: Sequence[str]) -> _TagAwareTokenizer:
+        """The one tokenizer for all of `texts`: Korean if any of them contains Hangul."""
+        has_hangul = any(isinstance(text, str) and HANGUL_PATTERN.search(text) for text in texts)
+        chosen = self._korean_tokenizer() if has_hangul else self._english
         self._used.add(chosen.name)
-        return chosen.tokenize(text)
+        return chosen
 
     def _korean_tokenizer(self) -> _TagAwareTokenizer:
         if self._korean is None:
@@ -278,14 +286,35 @@ def rouge(
     """
     reference_sets = _reference_sets(references)
     _check_lengths(predictions, reference_sets, ids)
-    cached = _CachingTokenizer(get_tokenizer(tokenizer))
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=cached)
+    scorers = _ExampleScorers(get_tokenizer(tokenizer))
     per_example = []
     for index, (prediction, refs) in enumerate(zip(predictions, reference_sets)):
         example = _describe_example(index, ids)
+        scorer, cached = scorers.for_texts([prediction, *refs])
         _check_texts(cached, prediction, refs, example)
         per_example.append(_score_example(scorer, prediction, refs))
-    return _aggregate(per_example, cached.label)
+    return _aggregate(per_example, scorers.label)
+
+
+class _ExampleScorers:
+    """A RougeScorer (with a per-call token cache) for each tokenizer an example may need: one for a
+    plain tokenizer, one per language that `auto` picks from an example's texts."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._built: dict[int, tuple[rouge_scorer.RougeScorer, _CachingTokenizer]] = {}
+
+    @property
+    def label(self) -> str:
+        return self._tokenizer.label
+
+    def for_texts(self, texts: Sequence[str]) -> tuple[rouge_scorer.RougeScorer, _CachingTokenizer]:
+        chooser = getattr(self._tokenizer, "for_texts", None)
+        chosen = chooser(texts) if chooser else self._tokenizer
+        if id(chosen) not in self._built:
+            cached = _CachingTokenizer(chosen)
+            self._built[id(chosen)] = (rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=cached), cached)
+        return self._built[id(chosen)]
 
 
 def _reference_sets(references: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
