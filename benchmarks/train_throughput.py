@@ -30,8 +30,6 @@ import argparse
 import copy
 import logging
 import math
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -44,7 +42,9 @@ import transformers
 
 from sumtune import artifacts, backends, data
 from sumtune.config import load_config
-from sumtune.train import build_hf_trainer, count_parameters, library_versions
+from sumtune.train import build_hf_trainer, count_parameters
+
+from machine import load_average, machine_line, versions_line
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "model_configs" / "tiny_bart.yaml"
 
@@ -171,13 +171,6 @@ def run_interleaved(lanes: list[Lane], steps: int, label: str, progress: bool) -
                   f"(mean s/step: {per_step})  load {load_average()}", flush=True)
 
 
-def load_average() -> str:
-    try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 @dataclass
 class Result:
     variant: Variant
@@ -210,19 +203,6 @@ def percentiles(values: list[int]) -> str:
     ordered = sorted(values)
     pick = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
     return f"p50 {pick(0.5)}, p90 {pick(0.9)}, p99 {pick(0.99)}, max {ordered[-1]} (mean {statistics.mean(values):.0f})"
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} (default), "
-            f"no GPU used; Python {platform.python_version()}")
 
 
 def markdown_report(results: list[Result], facts: dict) -> str:
@@ -330,8 +310,7 @@ def main(argv=None) -> int:
         "time": "sum over the timed steps of: fetch + collate the batch, forward, backward, clip, optimizer and "
                 "scheduler step",
         "machine": f"{machine_line()}; load average (1, 5, 15 min) {load_before} before, {load_average()} after",
-        "versions": ", ".join(f"{k} {v}" for k, v in library_versions().items()
-                              if k in ("python", "torch", "transformers", "peft", "datasets", "accelerate")),
+        "versions": versions_line("python", "torch", "transformers", "peft", "datasets", "accelerate"),
     })
     report = markdown_report(results, facts)
     print("\n" + report, flush=True)
