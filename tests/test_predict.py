@@ -206,3 +206,27 @@ def test_predict_resizes_a_pretrained_base_whose_tokenizer_grew(tmp_path):
                      "training.max_steps=2", "evaluation.max_examples=2")).run
     assert json.loads(run.run_json.read_text())["status"] == "completed"
     predictions_match_training(run, tmp_path)
+
+
+def test_eval_benchmark_gives_trainer_predict_the_same_settings_as_sumtune(runs, tmp_path):
+    """benchmarks/eval_throughput.py on a trained tiny run: Seq2SeqTrainer.predict on sumtune's batch order
+    must write exactly sumtune's summaries (same settings), and the report has all three variants."""
+    import subprocess
+    import sys
+
+    report = tmp_path / "eval.md"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "eval_throughput.py"), str(SAMPLE / "ko_dev.csv"),
+         "--run", str(runs["bart"].model_dir), "--rounds", "1", "--out", str(report)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    table = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith(("| sumtune", "| ("))]
+    assert [cells[0] for cells in table] == [
+        "sumtune: generate_summaries + rouge",
+        "(a) Seq2SeqTrainer.predict, file order",
+        "(b) Seq2SeqTrainer.predict, input sorted like sumtune",
+    ]
+    assert table[2][-1] == "8/8"  # predictions of (b) equal to sumtune's
+    assert "**sumtune / (a) = " in text
