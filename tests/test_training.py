@@ -101,6 +101,21 @@ def test_runs_are_never_overwritten(tmp_path):
     assert first.model_dir.is_dir() and second.model_dir.is_dir()
 
 
+def test_the_same_config_and_seed_train_to_the_same_weights(tmp_path):
+    """A scratch model's initial weights and the training that follows depend only on training.seed,
+    so that rerunning a config (or comparing runs in a report) gives the same numbers."""
+    cfg = tiny_config(tmp_path, "bart", "training.max_steps=3", "data.eval_file=null")
+    watchers = [WeightWatcher(), WeightWatcher(), WeightWatcher()]
+    for watcher, seed in zip(watchers, (42, 42, 7)):
+        train(cfg.model_copy(update={"training": cfg.training.model_copy(update={"seed": seed})}), callbacks=[watcher])
+    first, again, other_seed = watchers
+    assert first.before.keys() == again.before.keys() == other_seed.before.keys()
+    for name in first.after:
+        assert torch.equal(first.before[name], again.before[name]), name
+        assert torch.equal(first.after[name], again.after[name]), name
+    assert any(not torch.equal(first.before[n], other_seed.before[n]) for n in first.before)
+
+
 class Interrupt(Exception):
     pass
 

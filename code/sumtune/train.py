@@ -55,6 +55,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         log.info("backend: %s (%s)", plan.backend, plan.reason)
         run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
 
+        transformers.set_seed(cfg.training.seed)  # a scratch model's weights and LoRA's initial A matrices
         scratch_dir = run.scratch_base_dir if processes.main else None  # DDP starts every rank from rank 0's weights
         loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
         model, tokenizer = loaded.model, loaded.tokenizer
