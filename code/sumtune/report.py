@@ -48,7 +48,7 @@ def _metric(key: str) -> Callable[[dict], Any]:
 def _backend(m: dict) -> Optional[str]:
     backend, reason = m.get("backend"), m.get("backend_reason")
     if backend and reason:
-        return f"{backend} ({reason})"
+        return f"{backend}: {reason}"
     return backend
 
 
