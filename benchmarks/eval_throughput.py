@@ -48,7 +48,7 @@ from sumtune.metrics import RougeResult, rouge
 from sumtune.predict import load_run_config, load_trained
 from sumtune.train import train
 
-from machine import load_average, machine_line, versions_line
+from common import load_average, machine_fact, machine_line, publish, versions_line
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "model_configs" / "tiny_bart.yaml"
 TARGET = 2.0
@@ -268,15 +268,11 @@ def main(argv=None) -> int:
     facts.update({
         "scoring (every variant)": f"sumtune.metrics.rouge, evaluation.tokenizer {cfg.evaluation.tokenizer} "
                                    f"(used: {lanes[0].scores.tokenizer})",
-        "machine": f"{machine_line()}; load average (1, 5, 15 min) {load_before} before, {load_average()} after",
+        "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "peft", "rouge-score", "kiwipiepy"),
     })
     report = markdown_report(lanes, len(examples), facts)
-    print("\n" + report, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        print(f"wrote {args.out}")
+    publish(report, args.out)
     return 0
 
 

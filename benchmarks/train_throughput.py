@@ -44,7 +44,7 @@ from sumtune import artifacts, backends, data
 from sumtune.config import load_config
 from sumtune.train import build_hf_trainer, count_parameters
 
-from machine import load_average, machine_line, versions_line
+from common import load_average, machine_fact, machine_line, publish, versions_line
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "model_configs" / "tiny_bart.yaml"
 
@@ -309,15 +309,11 @@ def main(argv=None) -> int:
         "(a) and (b) trained on identical batches": same,
         "time": "sum over the timed steps of: fetch + collate the batch, forward, backward, clip, optimizer and "
                 "scheduler step",
-        "machine": f"{machine_line()}; load average (1, 5, 15 min) {load_before} before, {load_average()} after",
+        "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "peft", "datasets", "accelerate"),
     })
     report = markdown_report(results, facts)
-    print("\n" + report, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        print(f"wrote {args.out}")
+    publish(report, args.out)
     return 0
 
 

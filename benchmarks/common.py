@@ -1,10 +1,12 @@
-"""What every benchmark report says about the machine it ran on (imported by the scripts beside it)."""
+"""What every benchmark report shares: the machine it ran on, and how it is printed and saved
+(imported by the scripts beside it)."""
 
 from __future__ import annotations
 
 import os
 import platform
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -34,3 +36,16 @@ def load_average() -> str:
 
 def versions_line(*packages: str) -> str:
     return ", ".join(f"{name} {version}" for name, version in library_versions().items() if name in packages)
+
+
+def machine_fact(load_before: str) -> str:
+    return f"{machine_line()}; load average (1, 5, 15 min) {load_before} before, {load_average()} after"
+
+
+def publish(report: str, out: Optional[Path]) -> None:
+    """Print the Markdown report, and also write it to `out` when given."""
+    print("\n" + report, flush=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report, encoding="utf-8")
+        print(f"wrote {out}")
