@@ -84,6 +84,7 @@ def trained_model(args: argparse.Namespace, scratch: Path):
             "training.early_stopping_patience=null", "evaluation.max_examples=16", f"output.root={scratch}",
             *args.overrides,
         ])
+        require_seq2seq(cfg, args.config)  # before an expensive training run
         print(f"training {cfg.name} ({cfg.model.architecture}, '{cfg.model.size}' preset) on {args.data} "
               f"for {args.epochs:g} epochs ...", flush=True)
         started = time.perf_counter()
@@ -94,11 +95,15 @@ def trained_model(args: argparse.Namespace, scratch: Path):
     cfg = load_run_config(run_dir)
     if args.overrides:  # e.g. generation settings given here beat the ones a --run was trained with
         cfg = RunConfig.model_validate(apply_overrides(yaml.safe_load(cfg.to_yaml()), args.overrides))
-    if cfg.arch.kind != "seq2seq":
-        raise SystemExit(f"{run_dir}: Seq2SeqTrainer.predict is the baseline, so this benchmark needs an encoder-decoder "
-                         f"model; this run is {cfg.model.architecture} ({cfg.arch.kind})")
+    require_seq2seq(cfg, run_dir)
     model, tokenizer = load_trained(run_dir, cfg)
     return run_dir, cfg, model, tokenizer
+
+
+def require_seq2seq(cfg: RunConfig, where: Path) -> None:
+    if cfg.arch.kind != "seq2seq":
+        raise SystemExit(f"{where}: Seq2SeqTrainer.predict is the baseline, so this benchmark needs an encoder-decoder "
+                         f"model; this is {cfg.model.architecture} ({cfg.arch.kind})")
 
 
 # --- variants --------------------------------------------------------------------------------------
