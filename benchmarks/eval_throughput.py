@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -165,8 +165,7 @@ def trainer_lane(key: str, name: str, model, tokenizer, examples, encoded, cfg: 
             early_stopping=gen.num_beams > 1,  # as generate_summaries
         )
         scores = {k.removeprefix("test_"): v for k, v in output.metrics.items()}
-        result = RougeResult(**{k: scores[k] for k in ("rouge1", "rouge2", "rougeL", "rouge1_max", "rouge2_max",
-                                                       "rougeL_max", "n_examples", "tokenizer")})
+        result = RougeResult(**{f.name: scores[f.name] for f in fields(RougeResult) if f.init})
         in_file_order = [""] * len(order)
         for position, index in enumerate(order):
             in_file_order[index] = decoded["texts"][position]
@@ -178,11 +177,9 @@ def trainer_lane(key: str, name: str, model, tokenizer, examples, encoded, cfg: 
 def warm_up(model, tokenizer, examples, cfg: RunConfig) -> None:
     """One-off costs that the first timed variant would otherwise pay alone: loading the ROUGE
     tokenizer (kiwi's model takes seconds) and torch's first generate calls."""
-    started = time.perf_counter()
-    sample = examples[: cfg.generation.batch_size]
-    predictions = generate_summaries(model, tokenizer, [e.dialogue for e in sample], cfg, progress=False)
-    rouge(predictions, [e.summary for e in sample], tokenizer=cfg.evaluation.tokenizer)
-    print(f"warm-up (untimed): {time.perf_counter() - started:.1f} s", flush=True)
+    lane = sumtune_lane(model, tokenizer, examples[: cfg.generation.batch_size], cfg)
+    lane.round()
+    print(f"warm-up (untimed): {lane.seconds[0]:.1f} s", flush=True)
 
 
 def run_rounds(lanes: list[Lane], rounds: int) -> None:
