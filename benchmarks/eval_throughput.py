@@ -45,7 +45,7 @@ from sumtune import data
 from sumtune.config import RunConfig, apply_overrides, load_config
 from sumtune.generate import generate_summaries
 from sumtune.metrics import RougeResult, rouge
-from sumtune.predict import load_run_config, load_trained
+from sumtune.trained import load, load_run_config
 from sumtune.train import train
 
 from common import load_average, machine_fact, machine_line, publish, versions_line
@@ -96,7 +96,8 @@ def trained_model(args: argparse.Namespace, scratch: Path):
     if args.overrides:  # e.g. generation settings given here beat the ones a --run was trained with
         cfg = RunConfig.model_validate(apply_overrides(yaml.safe_load(cfg.to_yaml()), args.overrides))
     require_seq2seq(cfg, run_dir)
-    model, tokenizer = load_trained(run_dir, cfg)
+    trained = load(run_dir)
+    model, tokenizer = trained.model, trained.tokenizer
     return run_dir, cfg, model, tokenizer
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import TrainerCallback
 
 from sumtune import backends
 from sumtune.backends import BackendUnavailable, Machine, Plan, resolve
@@ -297,6 +299,11 @@ class FakeFastLanguageModel:
         lora = {k: v for k, v in kwargs.items() if k not in ("use_gradient_checkpointing", "random_state")}
         return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
 
+    @staticmethod
+    def for_inference(model):
+        FakeFastLanguageModel.calls["for_inference"] = model
+        return model
+
 
 @pytest.fixture
 def fake_fast_language_model(monkeypatch):
@@ -308,6 +315,11 @@ def fake_fast_language_model(monkeypatch):
     return FakeFastLanguageModel
 
 
+class TrainerFlags(TrainerCallback):
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.gradient_checkpointing = args.gradient_checkpointing
+
+
 def test_a_run_through_the_unsloth_backend_saves_a_plain_peft_adapter(tmp_path, monkeypatch, fake_fast_language_model):
     from peft import PeftConfig
 
@@ -316,8 +328,11 @@ def test_a_run_through_the_unsloth_backend_saves_a_plain_peft_adapter(tmp_path, 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(backends, "probe_machine", lambda cfg=None, check_unsloth=None: machine(cuda=True))
     cfg = load_config(CONFIGS / "tiny_llama.yaml", [f"output.root={tmp_path}", "training.max_steps=2",
-                                                     "data.eval_file=null", "training.seed=7"])
-    run = train(cfg).run
+                                                     "evaluation.max_examples=2", "generation.max_new_tokens=4",
+                                                     "training.seed=7", "training.gradient_checkpointing=true",
+                                                     "model.dtype=float32"])
+    trainer_flags = TrainerFlags()
+    run = train(cfg, callbacks=[trainer_flags]).run
     manifest = json.loads(run.run_json.read_text())
 
     assert manifest["status"] == "completed" and manifest["backend"] == "unsloth"
@@ -326,11 +341,14 @@ def test_a_run_through_the_unsloth_backend_saves_a_plain_peft_adapter(tmp_path, 
     assert loaded["model_name"] == str(run.scratch_base_dir)  # the scratch init, saved first, then loaded
     assert (run.scratch_base_dir / "model.safetensors").is_file() and (run.scratch_base_dir / "tokenizer.json").is_file()
     assert loaded["max_seq_length"] == cfg.data.max_source_length + cfg.data.max_target_length
-    assert loaded["dtype"] is None and loaded["load_in_4bit"] is False
+    assert loaded["use_exact_model_name"] is True  # the configured checkpoint, not unsloth's substitute repository
+    assert loaded["dtype"] is torch.float32 and loaded["load_in_4bit"] is False  # model.dtype honoured
     peft_kwargs = fake_fast_language_model.calls["get_peft_model"]
     assert set(peft_kwargs) - {"trainable_token_indices"} <= GET_PEFT_MODEL_KEYWORDS
     assert (peft_kwargs["r"], peft_kwargs["lora_alpha"], peft_kwargs["random_state"]) == (8, 16, 7)
-    assert peft_kwargs["use_gradient_checkpointing"] is False
+    assert peft_kwargs["use_gradient_checkpointing"] == "unsloth" and trainer_flags.gradient_checkpointing is False
+    assert "for_inference" in fake_fast_language_model.calls  # before the dev generation
+    assert manifest["metrics"]["n_examples"] == 2
     assert "q_proj" in peft_kwargs["target_modules"] and peft_kwargs["trainable_token_indices"]  # speaker tags train
     assert PeftConfig.from_pretrained(str(run.model_dir)).peft_type == "LORA"
     assert (run.model_dir / "adapter_model.safetensors").is_file()

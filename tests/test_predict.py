@@ -15,7 +15,9 @@ from sumtune.cli import main
 from sumtune.config import load_config
 from sumtune.generate import generate_summaries
 from sumtune.loading import build_scratch_model
-from sumtune.predict import PredictError, find_run_dir, load_run_config, load_trained, predict
+from sumtune.predict import PredictError, predict
+from sumtune.trained import RunError, find_run_dir, load_run_config
+from sumtune.trained import load as load_trained
 from sumtune.records import read_records
 from sumtune.train import train
 
@@ -107,7 +109,7 @@ def test_a_config_resolves_to_its_latest_completed_run(runs, tmp_path):
     try:
         assert find_run_dir(config) == run.model_dir
         assert find_run_dir(run.model_dir) == run.model_dir
-        with pytest.raises(PredictError, match="no run of 'tiny_t5'"):
+        with pytest.raises(RunError, match="no run of 'tiny_t5'"):
             find_run_dir(_config_named(tmp_path, "tiny_t5", run.root))
     finally:
         later_failed.model_dir.rmdir()
@@ -121,9 +123,9 @@ def _config_named(directory: Path, name: str, root: Path) -> Path:
 
 
 def test_not_a_run_is_a_clear_error(tmp_path):
-    with pytest.raises(PredictError, match="not a trained run's model directory"):
+    with pytest.raises(RunError, match="not a trained run's model directory"):
         find_run_dir(tmp_path)
-    with pytest.raises(PredictError, match="neither a run directory"):
+    with pytest.raises(RunError, match="neither a run directory"):
         find_run_dir(tmp_path / "nothing-here")
 
 
@@ -134,11 +136,11 @@ def random_model(runs, family: str):
     """A tiny model with large random weights, so that its output depends on its input (a 4-step model
     writes the same text for everything), the llama run's tokenizer, and greedy decoding."""
     run_dir = runs["llama"].model_dir
-    _, tokenizer = load_trained(run_dir, load_run_config(run_dir))
+    tokenizer = load_trained(run_dir).tokenizer
     cfg = tiny(runs["llama"].root, family, "generation.num_beams=1", "generation.no_repeat_ngram_size=0",
                "generation.max_new_tokens=10", "generation.batch_size=8")
     torch.manual_seed(0)
-    model = build_scratch_model(cfg.arch, "tiny", tokenizer)
+    model = build_scratch_model(cfg, tokenizer)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.3)
@@ -190,14 +192,13 @@ def test_predict_resizes_a_pretrained_base_whose_tokenizer_grew(tmp_path):
     """A local 'pretrained' checkpoint without speaker tags and with spare embedding rows (like T5's
     32128 rows for 32100 tokens): training adds the tags and resizes the embeddings to the tokenizer,
     so predict must resize the base the same way before loading the adapter."""
-    from sumtune.architectures import get_architecture
     from sumtune.loading import train_tokenizer
 
-    arch = get_architecture("bart")
+    cfg = tiny(tmp_path, "bart")
     texts = [r[key] for r in read_records(SAMPLE / "ko_train.csv") for key in ("dialogue", "summary")]
-    tokenizer = train_tokenizer([t.replace("#", "") for t in texts], arch, 1000)
+    tokenizer = train_tokenizer([t.replace("#", "") for t in texts], cfg.arch, 1000)
     checkpoint = tmp_path / "checkpoint"
-    base = build_scratch_model(arch, "tiny", tokenizer)
+    base = build_scratch_model(cfg, tokenizer)
     base.resize_token_embeddings(len(tokenizer) + 64)  # more rows than the grown tokenizer needs
     base.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)

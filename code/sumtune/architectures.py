@@ -90,11 +90,19 @@ class Architecture:
     prefix: str = ""  # prepended to the source text when prompt_style == "prefix"
     unsloth_fast_path: bool = False  # unsloth has optimised kernels for this family
     reference: str = ""  # upstream config this row was checked against
+    # special tokens the family's published tokenizer leaves undeclared; set when the loaded tokenizer
+    # has none for that role and the token is in its vocabulary (``model.special_tokens_map`` wins)
+    tokenizer_specials: tuple[tuple[str, str], ...] = ()
 
 
 _LLAMA_LORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _T5_LORA = ("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo")
 _BART_LORA = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+# SKT-AI's KoBART and KoGPT2 tokenizers: ids 0..6 are <s> </s> <usr> <pad> <sys> <unk> <mask>, none declared.
+_SKT_SPECIALS = (("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>"), ("pad_token", "<pad>"),
+                 ("mask_token", "<mask>"))
+# KoGPT2's model card loads its tokenizer with bos_token='</s>' (and the rest as above).
+_KOGPT2_SPECIALS = (("bos_token", "</s>"),) + _SKT_SPECIALS[1:]
 
 ARCHITECTURES: dict[str, Architecture] = {
     row.family: row
@@ -102,7 +110,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("bart", "seq2seq", "AutoModelForSeq2SeqLM", "BartConfig", _bart_dims, _BART_LORA, "plain",
                      reference="https://huggingface.co/facebook/bart-base/blob/main/config.json"),
         Architecture("kobart", "seq2seq", "AutoModelForSeq2SeqLM", "BartConfig", _bart_dims, _BART_LORA, "plain",
-                     reference="https://huggingface.co/gogamza/kobart-base-v2/blob/main/config.json"),
+                     reference="https://huggingface.co/gogamza/kobart-base-v2/blob/main/config.json",
+                     tokenizer_specials=_SKT_SPECIALS),
         Architecture("t5", "seq2seq", "AutoModelForSeq2SeqLM", "T5Config", _t5_dims, _T5_LORA, "prefix",
                      prefix="summarize: ", reference="https://huggingface.co/google-t5/t5-base/blob/main/config.json"),
         Architecture("flan-t5", "seq2seq", "AutoModelForSeq2SeqLM", "T5Config", _t5_dims, _T5_LORA, "prefix",
@@ -112,7 +121,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("gpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
                      "tldr", reference="https://huggingface.co/openai-community/gpt2/blob/main/config.json"),
         Architecture("kogpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
-                     "tldr", reference="https://huggingface.co/skt/kogpt2-base-v2/blob/main/config.json"),
+                     "tldr", reference="https://huggingface.co/skt/kogpt2-base-v2/blob/main/config.json",
+                     tokenizer_specials=_KOGPT2_SPECIALS),
         Architecture("llama", "causal", "AutoModelForCausalLM", "LlamaConfig", _llama_dims, _LLAMA_LORA, "chat",
                      unsloth_fast_path=True,
                      reference="https://huggingface.co/Bllossom/llama-3.2-Korean-Bllossom-3B/blob/main/config.json"),

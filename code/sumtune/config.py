@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
 
 BASE_KEY = "_base_"
+SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
 
 
 class _Section(BaseModel):
@@ -45,6 +46,8 @@ class ModelConfig(_Section):
     checkpoint: Optional[str] = Field(None, description="Hub id or local directory; required when init is pretrained.")
     revision: Optional[str] = Field(None, description="Branch, tag or commit of the checkpoint.")
     tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory; default: the checkpoint's, or one trained on the data for init: scratch.")
+    config: Optional[str] = Field(None, description="init: scratch only: a directory with a checkpoint's config.json (and generation_config.json); the random model keeps its facts (vocab size, special-token ids, decoder start, tied embeddings) with the size preset's dimensions.")
+    special_tokens_map: dict[SpecialTokenRole, str] = Field(default_factory=dict, description="Special tokens the tokenizer does not declare, e.g. {eos_token: '</s>', pad_token: '<pad>'}; each must be in its vocabulary.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype when loading.")
     trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint. Only for checkpoints you trust.")
     allow_pickle: bool = Field(False, description="Allow non-safetensors (pickle) weights.")
@@ -184,6 +187,8 @@ class RunConfig(_Section):
         problems = []
         if self.model.init == "pretrained" and not self.model.checkpoint:
             problems.append(("model.checkpoint", "required when model.init is 'pretrained' (or set model.init: scratch)"))
+        if self.model.init == "pretrained" and self.model.config:
+            problems.append(("model.config", "only for model.init: scratch (a pretrained checkpoint brings its own config.json)"))
         if self.backend == "full" and self.qlora.use_qlora:
             problems.append(("backend", "'full' trains all weights: set qlora.use_qlora: false"))
         if self.backend in ("peft", "unsloth") and not self.qlora.use_qlora:

@@ -121,43 +121,111 @@ def _chat_messages(dialogue: str, pre: PreprocessingConfig, summary: Optional[st
 PROMPT_BUILDERS: dict[str, Callable[..., str]] = {"plain": _plain, "prefix": _prefix, "tldr": _tldr, "chat": _chat}
 
 
-def completion_text(example: Example, arch: Architecture, pre: PreprocessingConfig, tokenizer, prompt: str) -> str:
-    """For causal models: the text after the prompt that the model learns to write (with its end token)."""
+@dataclass(frozen=True)
+class Completion:
+    """For causal models, what follows the prompt: ``lead`` (text a chat template writes before the
+    summary, often empty), the summary, then ``end_id``, the token that ends the answer."""
+
+    lead: str
+    end_id: int
+
+
+def completion_frame(example: Example, arch: Architecture, pre: PreprocessingConfig, tokenizer, prompt: str) -> Completion:
+    """TL;DR prompts: the summary, then the tokenizer's EOS. Chat templates: whatever the template writes
+    around the assistant's message; its end token is the first special token after the message (Llama-3
+    ``<|eot_id|>``, ChatML ``<|im_end|>``, EXAONE ``[|endofturn|]``), else EOS."""
     if arch.prompt_style != "chat":
-        return example.summary + tokenizer.eos_token
+        return Completion("", tokenizer.eos_token_id)
     full = tokenizer.apply_chat_template(_chat_messages(example.dialogue, pre, example.summary), tokenize=False)
     if not full.startswith(prompt):
         raise DataError(
             "the chat template renders the conversation differently from its prompt-only form, so the prompt "
             "cannot be masked; set preprocessing.chat_template to a template whose prompt is a prefix"
         )
-    return full[len(prompt):]
+    answer = full[len(prompt):]
+    at = answer.find(example.summary)
+    if at < 0:
+        raise DataError(f"example {example.id}: the chat template changes the summary text, so its tokens cannot "
+                        "be found for the labels; set preprocessing.chat_template to one that writes it unchanged")
+    after = tokenizer(answer[at + len(example.summary):], add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    end_id = next((token for token in after if token in special), tokenizer.eos_token_id)
+    return Completion(answer[:at], end_id)
+
+
+def end_token_id(cfg: RunConfig, tokenizer) -> int:
+    """The token training puts after every summary: where generation must stop."""
+    if cfg.arch.kind == "seq2seq" or cfg.arch.prompt_style != "chat":
+        return tokenizer.eos_token_id
+    probe = Example("probe", "A: hi", "hello")
+    prompt = build_prompt(probe.dialogue, cfg.arch, cfg.preprocessing, tokenizer)
+    return completion_frame(probe, cfg.arch, cfg.preprocessing, tokenizer, prompt).end_id
 
 
 # --- tokenization ----------------------------------------------------------------------------------
+#
+# The contract, the same for every family and every tokenizer (checked on every example by
+# ``check_contract``): the prompt holds at most max_source_length tokens, template and special tokens
+# included, and only the dialogue is shortened, at a token boundary taken from the tokenizer's
+# offsets (a byte-level BPE never leaves half a Hangul syllable); the target holds at most
+# max_target_length tokens and always ends with its end token: exactly one EOS for seq2seq (added
+# when the tokenizer does not, as KoBART's does not), the prompt style's or chat template's end token
+# for causal models, also when the summary had to be cut.
 
 
-def truncate_dialogue(dialogue: str, tokenizer, max_tokens: int) -> str:
-    ids = tokenizer(dialogue, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return dialogue
-    return tokenizer.decode(ids[:max_tokens], skip_special_tokens=False)
+def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenizer, what: str) -> list[int]:
+    """``encode(text)``, with ``text`` cut at a token boundary until the result has at most ``limit`` ids."""
+    ids = encode(text)
+    if len(ids) <= limit:
+        return ids
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    keep = len(offsets) - (len(ids) - limit)
+    while keep > 0:
+        ids = encode(text[: offsets[keep][0]].rstrip())
+        if len(ids) <= limit:
+            return ids
+        keep -= len(ids) - limit
+    overhead = len(encode(""))
+    raise DataError(f"{what}: a limit of {limit} tokens leaves no room for the text after the {overhead} tokens "
+                    "that the prompt, template and special tokens take; raise it")
+
+
+def ending_with(ids: list[int], end_id: int) -> list[int]:
+    """``ids`` ending with exactly one ``end_id`` (the tokenizer's own, or one added)."""
+    return (ids[:-1] if ids and ids[-1] == end_id else ids) + [end_id]
+
+
+def encode_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> list[int]:
+    """The token ids a model reads before writing its summary, within ``data.max_source_length``."""
+    arch = cfg.arch
+    if arch.kind == "seq2seq":
+        def encode(text):
+            return ending_with(tokenizer(build_prompt(text, arch, cfg.preprocessing, tokenizer))["input_ids"],
+                               tokenizer.eos_token_id)
+    else:
+        def encode(text):
+            return tokenizer(build_prompt(text, arch, cfg.preprocessing, tokenizer),
+                             add_special_tokens=prompt_needs_specials(arch))["input_ids"]
+    return fit_text(dialogue, encode, cfg.data.max_source_length, tokenizer, "data.max_source_length")
 
 
 def encode_seq2seq(example: Example, cfg: RunConfig, tokenizer) -> dict:
-    prompt = build_prompt(example.dialogue, cfg.arch, cfg.preprocessing, tokenizer)
-    encoded = tokenizer(prompt, max_length=cfg.data.max_source_length, truncation=True)
-    labels = tokenizer(text_target=example.summary, max_length=cfg.data.max_target_length, truncation=True)["input_ids"]
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": labels}
+    input_ids = encode_prompt(example.dialogue, cfg, tokenizer)
+    labels = fit_text(example.summary, lambda text: ending_with(tokenizer(text_target=text)["input_ids"], tokenizer.eos_token_id),
+                      cfg.data.max_target_length, tokenizer, "data.max_target_length")
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
 
 
 def encode_causal(example: Example, cfg: RunConfig, tokenizer) -> dict:
-    dialogue = truncate_dialogue(example.dialogue, tokenizer, cfg.data.max_source_length)
-    shortened = Example(example.id, dialogue, example.summary)
-    prompt = build_prompt(dialogue, cfg.arch, cfg.preprocessing, tokenizer)
-    prompt_ids = tokenizer(prompt, add_special_tokens=prompt_needs_specials(cfg.arch))["input_ids"]
-    target_ids = tokenizer(completion_text(shortened, cfg.arch, cfg.preprocessing, tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    target_ids = target_ids[: cfg.data.max_target_length]
+    prompt_ids = encode_prompt(example.dialogue, cfg, tokenizer)
+    full_prompt = build_prompt(example.dialogue, cfg.arch, cfg.preprocessing, tokenizer)
+    frame = completion_frame(example, cfg.arch, cfg.preprocessing, tokenizer, full_prompt)
+    lead_ids = tokenizer(frame.lead, add_special_tokens=False)["input_ids"] if frame.lead else []
+
+    def encode(text):
+        return lead_ids + tokenizer(text, add_special_tokens=False)["input_ids"] + [frame.end_id]
+
+    target_ids = fit_text(example.summary, encode, cfg.data.max_target_length, tokenizer, "data.max_target_length")
     input_ids = prompt_ids + target_ids
     return {
         "input_ids": input_ids,
@@ -175,13 +243,18 @@ ENCODERS = {"seq2seq": encode_seq2seq, "causal": encode_causal}
 
 
 def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: str):
-    """A datasets.Dataset of input_ids/attention_mask/labels; rows left with no target token are dropped."""
+    """A datasets.Dataset of input_ids/attention_mask/labels; rows left with no target token are dropped.
+
+    Every row is checked against the preprocessing contract; the first is logged as the model sees it.
+    """
     import datasets
 
     encode = ENCODERS[cfg.arch.kind]
+    end_id = end_token_id(cfg, tokenizer)
     rows, dropped = [], []
     for example in examples:
         row = encode(example, cfg, tokenizer)
+        check_contract(row, example, cfg, tokenizer, end_id)
         if has_target_text(row["labels"], tokenizer):
             rows.append(row)
         else:
@@ -194,7 +267,36 @@ def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: s
             f"{split}: all {len(examples)} examples have no target tokens after truncation; raise "
             "data.max_target_length / data.max_source_length or check the summary column"
         )
+    log.info("%s example as the model sees it (special tokens shown):\n%s", split, describe_row(rows[0], tokenizer))
     return datasets.Dataset.from_list(rows)
+
+
+def check_contract(row: dict, example: Example, cfg: RunConfig, tokenizer, end_id: int) -> None:
+    """Raise DataError when an encoded example breaks the contract above (a tokenizer quirk sumtune
+    did not foresee): the message names the example, the family and the broken rule."""
+    data, labels = cfg.data, row["labels"]
+    target = [token for token in labels if token != IGNORE_INDEX]
+    n_prompt = len(labels) - len(target) if cfg.arch.kind == "causal" else len(row["input_ids"])
+    broken = []
+    if n_prompt > data.max_source_length:
+        broken.append(f"the prompt has {n_prompt} tokens, over data.max_source_length {data.max_source_length}")
+    if len(target) > data.max_target_length:
+        broken.append(f"the target has {len(target)} tokens, over data.max_target_length {data.max_target_length}")
+    if not target or target[-1] != end_id:
+        broken.append(f"the target does not end with its end token {tokenizer.convert_ids_to_tokens(end_id)!r} ({end_id})")
+    if cfg.arch.kind == "seq2seq" and end_id in target[:-1]:
+        broken.append("the target holds more than one EOS")
+    if cfg.arch.kind == "causal" and labels[:n_prompt] != [IGNORE_INDEX] * n_prompt:
+        broken.append("the prompt is not masked out of the labels")
+    if broken:
+        raise DataError(f"example {example.id} ({cfg.model.architecture}, tokenizer {type(tokenizer).__name__}): "
+                        + "; ".join(broken))
+
+
+def describe_row(row: dict, tokenizer) -> str:
+    target = [token for token in row["labels"] if token != IGNORE_INDEX]
+    return (f"  input  ({len(row['input_ids'])} tokens): {tokenizer.decode(row['input_ids'], skip_special_tokens=False)!r}\n"
+            f"  labels ({len(target)} tokens): {tokenizer.decode(target, skip_special_tokens=False)!r}")
 
 
 def has_target_text(labels: list[int], tokenizer) -> bool:

@@ -1,8 +1,10 @@
 """Batched summary generation, the same for evaluation after training and for ``sumtune predict``.
 
-Examples are sorted by prompt length (longest first, so a memory problem shows in the first batch)
-and batched; results come back in the caller's order. Causal models are padded on the left and the
-prompt is cut off the output. Speaker tags are ordinary added tokens, so decoding keeps them as text.
+Prompts are encoded exactly as in training (``data.encode_prompt``). Examples are sorted by prompt
+length (longest first, so a memory problem shows in the first batch) and batched; results come back
+in the caller's order. Causal models are padded on the left and the prompt is cut off the output.
+Generation stops on every id training could have taught as the end (``stop_token_ids``). Speaker tags
+are ordinary added tokens, so decoding keeps them as text.
 """
 
 from __future__ import annotations
@@ -10,26 +12,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from .config import RunConfig
-from .data import build_prompt, truncate_dialogue
+from .data import encode_prompt, end_token_id
 
 
 def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfig, progress: bool = True) -> list[str]:
     import torch
     from tqdm.auto import tqdm
 
-    arch = cfg.arch
-    causal = arch.kind == "causal"
-    if causal:
-        dialogues = [truncate_dialogue(d, tokenizer, cfg.data.max_source_length) for d in dialogues]
-    prompts = [build_prompt(d, arch, cfg.preprocessing, tokenizer) for d in dialogues]
-    encoded = tokenizer(
-        prompts,
-        add_special_tokens=arch.prompt_style != "chat",
-        truncation=not causal,
-        max_length=None if causal else cfg.data.max_source_length,
-    )["input_ids"]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    outputs: list[str] = [""] * len(prompts)
+    causal = cfg.arch.kind == "causal"
+    encoded = [encode_prompt(dialogue, cfg, tokenizer) for dialogue in dialogues]  # exactly as in training
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+    outputs: list[str] = [""] * len(encoded)
     gen = cfg.generation
     settings = dict(
         max_new_tokens=gen.max_new_tokens,
@@ -38,8 +31,10 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
         length_penalty=gen.length_penalty,
         early_stopping=gen.num_beams > 1,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=stop_token_ids(model, tokenizer, cfg),
     )
+    if not causal:
+        settings["decoder_start_token_id"] = decoder_start_token_id(model)
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
@@ -59,3 +54,18 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
         tokenizer.padding_side = padding_side
         model.train(was_training)
     return outputs
+
+
+def stop_token_ids(model, tokenizer, cfg: RunConfig) -> list[int]:
+    """Where generation stops: the model's generation-config EOS ids (Llama-3 lists three), the
+    tokenizer's EOS, and the end token training put after every summary (a chat template's end of turn)."""
+    configured = model.generation_config.eos_token_id if model.generation_config is not None else None
+    configured = configured if isinstance(configured, list) else [configured]
+    ids = [*configured, tokenizer.eos_token_id, end_token_id(cfg, tokenizer)]
+    return list(dict.fromkeys(token for token in ids if token is not None))
+
+
+def decoder_start_token_id(model) -> int:
+    """The model config's decoder start (KoBART: </s> = 1; T5: <pad> = 0), as the model was trained."""
+    start = model.config.decoder_start_token_id
+    return start if start is not None else model.generation_config.decoder_start_token_id

@@ -7,11 +7,13 @@ run offline. Backends call ``load_base``; they add adapters or quantisation on t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import transformers
 from transformers import PreTrainedTokenizerBase
@@ -41,6 +43,8 @@ class BaseModel:
     model: object
     tokenizer: PreTrainedTokenizerBase
     new_token_ids: list[int]  # tokens added for speaker tags / masks; LoRA must train their embeddings
+    checkpointing_on: bool = False  # the backend enabled gradient checkpointing itself (the Trainer must not again)
+    for_generation: Optional[Callable] = None  # switches a trained model to inference mode (unsloth); None: nothing to do
 
 
 def load_base(cfg: RunConfig, texts: list[str], quantization_config=None, device_map=None,
@@ -50,20 +54,69 @@ def load_base(cfg: RunConfig, texts: list[str], quantization_config=None, device
     A scratch model's random initial weights are saved to ``scratch_dir`` (when given), because an
     adapter trained on them is useless without them.
     """
-    arch = cfg.arch
     tokenizer = load_tokenizer(cfg, texts)
     new_ids = add_special_tokens(tokenizer, cfg, texts)
     if cfg.model.init == "scratch":
-        model = build_scratch_model(arch, cfg.model.size, tokenizer)
-        if scratch_dir is not None:
-            model.save_pretrained(scratch_dir)
+        model = build_scratch_model(cfg, tokenizer)
     else:
         model = load_pretrained_model(cfg, quantization_config, device_map)
-        if new_ids or len(tokenizer) > model.get_input_embeddings().num_embeddings:
-            model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+    if not built_for_tokenizer(cfg):
+        make_room_for_new_tokens(model, tokenizer, new_ids)  # also keeps an untied output layer untied
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if cfg.model.init == "scratch" and scratch_dir is not None:
+        model.save_pretrained(scratch_dir)
     return BaseModel(model, tokenizer, new_ids)
+
+
+def built_for_tokenizer(cfg: RunConfig) -> bool:
+    """A scratch model without ``model.config`` is sized for its tokenizer, added tokens included."""
+    return cfg.model.init == "scratch" and not cfg.model.config
+
+
+def make_room_for_new_tokens(model, tokenizer: PreTrainedTokenizerBase, new_ids: list[int]) -> None:
+    """Give every token of the tokenizer an embedding row, and the added tokens freshly initialised rows.
+
+    Rows are added (input and, for untied models, output embeddings) when the tokenizer outgrew the
+    matrix. Where the matrix already has spare rows past the tokenizer (T5: 32,100 tokens, 32,128 rows;
+    mT5: 250,100 and 250,112; Qwen3: 151,669 and 151,936) and added tokens land on them, those rows
+    are untrained padding: they are set to the mean of the trained rows, as transformers initialises
+    resized rows, on the input side and, when untied, the output side. An untied output layer stays
+    untied (``keep_output_layer_untied``).
+    """
+    import torch
+
+    keep_output_layer_untied(model)
+    rows = model.get_input_embeddings().num_embeddings
+    spare = [token for token in new_ids if token < rows]
+    if spare:
+        first = min(new_ids)
+        with torch.no_grad():
+            for weight in {id(w): w for w in embedding_weights(model)}.values():
+                weight[spare] = weight[:first].mean(dim=0, keepdim=True)
+        log.info("%d added tokens landed on spare embedding rows: set to the mean of the trained rows", len(spare))
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+
+
+def embedding_weights(model) -> list:
+    """The input embedding's weight and, when it has its own, the output layer's."""
+    output = model.get_output_embeddings()
+    weights = [model.get_input_embeddings().weight]
+    return weights + [output.weight] if output is not None and output.weight is not weights[0] else weights
+
+
+def keep_output_layer_untied(model) -> None:
+    """transformers 5 declares T5/mT5's output layer tied to the input embedding (config and
+    ``_tied_weights_keys``), although mT5 and Flan-T5 checkpoints load untied. Any later re-tie (every
+    ``resize_token_embeddings``) would then replace the trained output layer by the input embedding, and
+    PEFT would treat it as tied. When the weights really are separate, drop that entry for this model."""
+    output = model.get_output_embeddings()
+    tied_keys = getattr(model, "_tied_weights_keys", None)
+    if output is None or output.weight is model.get_input_embeddings().weight or not isinstance(tied_keys, dict):
+        return
+    name = next(name for name, module in model.named_modules() if module is output)
+    model._tied_weights_keys = {key: source for key, source in tied_keys.items() if not key.startswith(name + ".")}
 
 
 # --- tokenizer -------------------------------------------------------------------------------------
@@ -80,8 +133,7 @@ def load_tokenizer(cfg: RunConfig, texts: list[str]) -> PreTrainedTokenizerBase:
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
         )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    complete_special_tokens(tokenizer, cfg, source)
     if cfg.preprocessing.chat_template:
         tokenizer.chat_template = cfg.preprocessing.chat_template
     if cfg.arch.prompt_style == "chat" and not tokenizer.chat_template:
@@ -90,6 +142,39 @@ def load_tokenizer(cfg: RunConfig, texts: list[str]) -> PreTrainedTokenizerBase:
             "set preprocessing.chat_template in the config"
         )
     return tokenizer
+
+
+def complete_special_tokens(tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, source) -> None:
+    """Declare the special tokens a published tokenizer leaves undeclared (KoBART, KoGPT2), then check
+    that EOS and padding are defined: every sequence sumtune builds ends in EOS, and batches are padded.
+
+    Order: ``model.special_tokens_map``, then the registry row's ``tokenizer_specials`` (only for roles
+    still empty); a missing pad token falls back to EOS (labels are padded with -100 regardless).
+    """
+    vocab = tokenizer.get_vocab()
+    configured = dict(cfg.model.special_tokens_map)
+    unknown = {role: token for role, token in configured.items() if token not in vocab}
+    if unknown:
+        raise ValueError(
+            f"model.special_tokens_map: {', '.join(f'{role}={token!r}' for role, token in unknown.items())} not in "
+            f"the vocabulary of the tokenizer {source or '(trained on the data)'}"
+        )
+    family_defaults = {role: token for role, token in cfg.arch.tokenizer_specials
+                       if getattr(tokenizer, role) is None and token in vocab and role not in configured}
+    declared = {**family_defaults, **configured}
+    if declared:
+        tokenizer.add_special_tokens(declared)
+        log.info("declared special tokens of %s: %s", source or "the tokenizer",
+                 ", ".join(f"{role}={token} ({tokenizer.convert_tokens_to_ids(token)})" for role, token in declared.items()))
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    missing = [role for role in ("eos_token", "pad_token") if getattr(tokenizer, role) is None]
+    if missing:
+        raise ValueError(
+            f"the tokenizer {source} declares no {' or '.join(missing)}: sumtune ends every target with EOS and "
+            f"pads batches. Fix: set model.special_tokens_map in the config, e.g. "
+            f"{{eos_token: '</s>', pad_token: '<pad>'}}, with tokens from its vocabulary"
+        )
 
 
 def train_tokenizer(texts: list[str], arch: Architecture, vocab_size: int) -> PreTrainedTokenizerBase:
@@ -135,19 +220,54 @@ def add_special_tokens(tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, texts
 # --- model -----------------------------------------------------------------------------------------
 
 
-def build_scratch_model(arch: Architecture, size: str, tokenizer: PreTrainedTokenizerBase):
-    config_class = getattr(transformers, arch.config_class)
-    special_ids = dict(
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    if arch.kind == "seq2seq":
-        special_ids["decoder_start_token_id"] = tokenizer.pad_token_id
-    config = config_class(vocab_size=_round_up(len(tokenizer), 8), **special_ids, **arch.scratch_config(SIZE_PRESETS[size]))
+def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
+    """A randomly initialised model of the size preset.
+
+    With ``model.config: DIR`` the published config.json there keeps its facts (vocabulary size,
+    special-token ids, decoder start, tied or untied output embeddings) and only the dimensions
+    change; otherwise the special ids come from the tokenizer and the vocabulary fits it.
+    """
+    arch, size = cfg.arch, cfg.model.size
+    dims = arch.scratch_config(SIZE_PRESETS[size])
+    if cfg.model.config:
+        config = transformers.AutoConfig.from_pretrained(cfg.model.config)
+        for key in ("max_position_embeddings", "n_positions"):  # a checkpoint fact, not a size
+            dims.pop(key, None)
+        for key, value in dims.items():
+            setattr(config, key, value)
+    else:
+        special_ids = dict(
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        if arch.kind == "seq2seq":
+            special_ids["decoder_start_token_id"] = tokenizer.pad_token_id
+        config = getattr(transformers, arch.config_class)(vocab_size=_round_up(len(tokenizer), 8), **special_ids, **dims)
     model = getattr(transformers, arch.auto_class).from_config(config)
-    log.info("built %s from scratch (%s preset, %.2fM parameters)", arch.family, size, model.num_parameters() / 1e6)
+    if cfg.model.config:
+        if _published_untied(Path(cfg.model.config)):
+            untie_output_layer(model)
+        if (Path(cfg.model.config) / "generation_config.json").is_file():
+            model.generation_config = transformers.GenerationConfig.from_pretrained(cfg.model.config)
+    log.info("built %s from scratch (%s preset%s, %.2fM parameters)", arch.family, size,
+             f", facts of {cfg.model.config}" if cfg.model.config else "", model.num_parameters() / 1e6)
     return model
+
+
+def _published_untied(config_dir: Path) -> bool:
+    """The file's own word: transformers 5 reports T5/mT5 configs as tied whatever they say."""
+    return json.loads((config_dir / "config.json").read_text(encoding="utf-8")).get("tie_word_embeddings") is False
+
+
+def untie_output_layer(model) -> None:
+    """Give a from-config model its own random output layer, as mT5 and Flan-T5 have."""
+    import torch
+
+    output, inputs = model.get_output_embeddings(), model.get_input_embeddings()
+    if output.weight is inputs.weight:
+        output.weight = torch.nn.Parameter(torch.randn_like(inputs.weight) * inputs.weight.std())
+    keep_output_layer_untied(model)
 
 
 def load_pretrained_model(cfg: RunConfig, quantization_config=None, device_map=None):
@@ -161,9 +281,15 @@ def load_pretrained_model(cfg: RunConfig, quantization_config=None, device_map=N
         dtype=cfg.model.dtype,
     )
     if quantization_config is not None:
-        # each DDP rank loads its quantized copy onto its own GPU
-        kwargs.update(quantization_config=quantization_config, device_map=device_map or {"": int(os.environ.get("LOCAL_RANK", 0))})
+        kwargs.update(quantization_config=quantization_config, device_map=device_map or quantized_device_map())
     return auto_class.from_pretrained(source, **kwargs)
+
+
+def quantized_device_map() -> dict:
+    """Where a bitsandbytes-quantized model goes: each DDP rank's own GPU, or the CPU (bitsandbytes 4-bit runs there too)."""
+    import torch
+
+    return {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else {"": "cpu"}
 
 
 def ensure_available(source: str, revision: str | None = None) -> None:

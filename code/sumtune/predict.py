@@ -4,8 +4,9 @@
     sumtune predict config/model_configs/tiny_bart.yaml --input data/sample/ko_test.csv --output submission.csv --batch-size 32
 
 A run is a ``models/{name}_{ts}`` directory, or a config (path, or a stem of config/model_configs/)
-whose latest *completed* run under its ``output.root`` is used. The run's own ``config.yaml`` decides
-the architecture, prompt and generation settings; the input is checked before any model is loaded.
+whose latest *completed* run under its ``output.root`` is used. The run is rebuilt as it was trained
+by ``sumtune.trained.load`` (base, quantization, adapter, tokenizer, prompt and generation settings);
+the input is checked before any model is loaded.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
-from . import artifacts
-from .config import RunConfig, load_config
+from .config import RunConfig
 from .data import clean_text
 from .records import read_records, write_csv_atomic
+from .trained import RunError, find_run_dir, load_run_config
+from .trained import load as load_trained
 
 log = logging.getLogger("sumtune")
 
-MODEL_CONFIGS = Path("config") / "model_configs"
 SUMMARY_COLUMN = "summary"
 
 
@@ -42,59 +41,18 @@ def predict(target: str | Path, input_path: Path, output_path: Path, batch_size:
     """Write ``{id_column},summary`` for every row of ``input_path``, in input order; return the path."""
     if batch_size is not None and batch_size < 1:
         raise PredictError(f"--batch-size must be at least 1 (got {batch_size})")
-    run_dir = find_run_dir(target)
-    cfg = load_run_config(run_dir)
-    if batch_size is not None:
-        cfg.generation.batch_size = batch_size
-    rows = read_test_rows(Path(input_path), cfg)
-    log.info("predicting %d rows of %s with %s", len(rows.ids), input_path, run_dir)
-    model, tokenizer = load_trained(run_dir, cfg)
-
-    from .generate import generate_summaries
-
-    summaries = generate_summaries(model, tokenizer, rows.dialogues, cfg)
+    try:
+        run_dir = find_run_dir(target)
+        cfg = load_run_config(run_dir)
+        rows = read_test_rows(Path(input_path), cfg)  # before any model is loaded
+        log.info("predicting %d rows of %s with %s", len(rows.ids), input_path, run_dir)
+        trained = load_trained(run_dir)
+    except RunError as exc:
+        raise PredictError(str(exc)) from None
+    summaries = trained.summarize(rows.dialogues, progress=True,
+                                  **({"batch_size": batch_size} if batch_size is not None else {}))
     records = [{cfg.data.id_column: i, SUMMARY_COLUMN: s} for i, s in zip(rows.ids, summaries)]
     return write_csv_atomic(output_path, records, [cfg.data.id_column, SUMMARY_COLUMN])
-
-
-# --- which run -------------------------------------------------------------------------------------
-
-
-def find_run_dir(target: str | Path) -> Path:
-    """A run's model directory from itself, or from a config path / config stem (latest completed run)."""
-    path = Path(target)
-    if path.is_dir():
-        if not (path / "config.yaml").is_file():
-            raise PredictError(
-                f"{path} is not a trained run's model directory (no config.yaml); pass models/{{name}}_{{timestamp}} "
-                "or a config file"
-            )
-        return path
-    config_path = path if path.is_file() else MODEL_CONFIGS / f"{target}.yaml"
-    if not config_path.is_file():
-        raise PredictError(
-            f"'{target}' is neither a run directory (models/{{name}}_{{timestamp}}) nor a config file, and "
-            f"{config_path} does not exist"
-        )
-    cfg = load_config(config_path, check_files=False)
-    return latest_completed_run(cfg.name, cfg.output.root).model_dir
-
-
-def latest_completed_run(name: str, root: Path) -> artifacts.Run:
-    runs = artifacts.find_runs(name, root)
-    for run in reversed(runs):
-        if artifacts.load_manifest(run).get("status") == "completed":
-            return run
-    where = Path(root) / "models"
-    if not runs:
-        raise PredictError(f"no run of '{name}' under {where}; train it first: sumtune train CONFIG")
-    statuses = ", ".join(f"{run.run_id} ({artifacts.load_manifest(run).get('status', 'no run.json')})" for run in runs)
-    raise PredictError(f"no completed run of '{name}' under {where}; found {statuses}. Pass a run directory to use one")
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The config the run was trained with (saved as config.yaml); its data files need not exist here."""
-    return RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
 
 
 # --- input -----------------------------------------------------------------------------------------
@@ -123,48 +81,3 @@ def read_test_rows(path: Path, cfg: RunConfig) -> InputRows:
     if empty:
         raise PredictError(f"{path}: {len(empty)} row(s) with an empty {data.dialogue_column}: {', '.join(empty)}")
     return InputRows(ids, dialogues)
-
-
-# --- model -----------------------------------------------------------------------------------------
-
-
-def load_trained(run_dir: Path, cfg: RunConfig):
-    """(model, tokenizer) of a run: base + LoRA adapter when the run saved one, else the full model."""
-    import torch
-    import transformers
-
-    from .loading import load_pretrained_model
-
-    if cfg.model.trust_remote_code:
-        log.warning("trust_remote_code is ON for %s: code shipped with the checkpoint will run", cfg.model.checkpoint)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
-    auto_class = getattr(transformers, cfg.arch.auto_class)
-    if (run_dir / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        if cfg.model.init == "scratch":  # built with the run's tokenizer: no resize
-            base = auto_class.from_pretrained(str(run_dir / "base_model"))
-        else:
-            base = load_pretrained_model(cfg)
-            if tokenizer_grew(tokenizer, cfg) or len(tokenizer) > base.get_input_embeddings().num_embeddings:
-                base.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)  # as loading.load_base did
-        model = PeftModel.from_pretrained(base, str(run_dir))
-    else:
-        model = auto_class.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model, tokenizer
-
-
-def tokenizer_grew(tokenizer, cfg: RunConfig) -> bool:
-    """Whether training added tokens (speaker tags, special_tokens) to the checkpoint's tokenizer."""
-    import transformers
-
-    from .loading import ensure_available
-
-    source = cfg.model.tokenizer or cfg.model.checkpoint
-    ensure_available(source, cfg.model.revision)
-    original = transformers.AutoTokenizer.from_pretrained(
-        source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-    )
-    return len(tokenizer) > len(original)

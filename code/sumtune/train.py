@@ -60,19 +60,22 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
         model, tokenizer = loaded.model, loaded.tokenizer
         trainable, total = count_parameters(model)
-        run.update(trainable_params=trainable, total_params=total)
+        run.update(trainable_params=trainable, total_params=total, added_token_ids=loaded.new_token_ids,
+                   checkpoint_commit=getattr(model.config, "_commit_hash", None))
         log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
         train_set = data.encode_examples(splits.train, cfg, tokenizer, "train")
         eval_set = data.encode_examples(splits.eval, cfg, tokenizer, "eval") if splits.eval else None
-        trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks)
+        trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks,
+                                   checkpointing=cfg.training.gradient_checkpointing and not loaded.checkpointing_on)
         fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
         run.update(**fit_stats)
 
         save_model(trainer, tokenizer, run)
         scores = None
         if splits.eval and processes.main:  # the other ranks wait while rank 0 generates and scores
-            scores = evaluate_after_training(trainer.model, tokenizer, splits.eval, cfg, run)
+            model = loaded.for_generation(trainer.model) if loaded.for_generation else trainer.model
+            scores = evaluate_after_training(model, tokenizer, splits.eval, cfg, run)
         processes.wait_for_everyone()
         run.update(status="completed", wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb())
         log.info("done: model %s | results %s | log %s", run.model_dir, run.results_dir, run.log_path)
@@ -100,7 +103,7 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
     )
 
 
-def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=()):
+def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False):
     seq2seq = cfg.arch.kind == "seq2seq"
     args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
     trainer_class = transformers.Seq2SeqTrainer if seq2seq else transformers.Trainer
@@ -122,7 +125,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         seed=t.seed,
         bf16=bf16,
         fp16=fp16,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy=t.eval_strategy if evaluating else "no",
         eval_steps=t.eval_steps,
@@ -183,9 +186,16 @@ def fit(trainer, checkpoint: Optional[Path]) -> dict:
 def save_model(trainer, tokenizer, run: artifacts.Run) -> None:
     """The adapter (PEFT) or full model as safetensors, and the tokenizer, in the run's model directory.
 
-    Every rank calls ``trainer.save_model`` (DeepSpeed gathers sharded weights); only rank 0 writes.
+    An adapter holds the LoRA weights and the rows of added tokens, never a copy of the embedding
+    matrices (PEFT would add one whenever the vocabulary grew; the loader makes the same rows instead).
+    Under DeepSpeed every rank calls ``trainer.save_model``, which gathers sharded weights; only rank 0 writes.
     """
-    trainer.save_model(str(run.model_dir))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "peft_config") and not trainer.is_deepspeed_enabled:
+        if trainer.args.should_save:
+            model.save_pretrained(str(run.model_dir), save_embedding_layers=False)
+    else:
+        trainer.save_model(str(run.model_dir))
     if trainer.args.should_save:
         tokenizer.save_pretrained(str(run.model_dir))
         log.info("saved model to %s", run.model_dir)
@@ -210,6 +220,10 @@ def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: art
 
 
 def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total); PEFT's count for adapted models, which counts a 4-bit weight's packed bytes
+    as the parameters they hold (a plain numel() sees half)."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total

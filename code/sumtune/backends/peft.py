@@ -19,16 +19,30 @@ def load(cfg, plan, texts, scratch_dir=None) -> BaseModel:
     model = base.model
     if quantization_config is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+        base.checkpointing_on = cfg.training.gradient_checkpointing
     lora = LoraConfig(
         r=cfg.qlora.lora_rank,
         lora_alpha=cfg.qlora.lora_alpha,
         lora_dropout=cfg.qlora.lora_dropout,
         target_modules=lora_targets(model, cfg),
         task_type=TASK_TYPES[cfg.arch.kind],
-        trainable_token_indices=base.new_token_ids or None,
+        trainable_token_indices=trainable_token_indices(model, base.new_token_ids) if base.new_token_ids else None,
     )
     base.model = get_peft_model(model, lora)
     return base
+
+
+def trainable_token_indices(model, new_ids: list[int]) -> dict[str, list[int]]:
+    """PEFT's ``trainable_token_indices`` for the added tokens: their rows of the input embedding and,
+    when the output layer has its own weight (mT5, Flan-T5), of the output layer too. Only those rows
+    train and only they are saved with the adapter. A plain list would reach the input side alone, and
+    PEFT mirrors rows to the output side only for tied weights."""
+    names = {module: name for name, module in model.named_modules()}
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    targets = {names[inputs]: list(new_ids)}
+    if outputs is not None and outputs.weight is not inputs.weight:
+        targets[names[outputs]] = list(new_ids)
+    return targets
 
 
 def four_bit_config():

@@ -24,8 +24,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional
 
-from ..loading import BaseModel, add_special_tokens, ensure_available, load_base, load_tokenizer
-from .peft import lora_targets
+from ..loading import BaseModel, add_special_tokens, ensure_available, load_base, load_tokenizer, make_room_for_new_tokens
+from .peft import lora_targets, trainable_token_indices
 
 log = logging.getLogger("sumtune")
 
@@ -77,27 +77,31 @@ def load(cfg, plan, texts: list[str], scratch_dir: Optional[Path] = None) -> Bas
     """The model through ``FastLanguageModel`` (4-bit when the plan says so) with LoRA adapters on it.
 
     A scratch model is built by ``loading.load_base`` and saved to ``scratch_dir`` (a temporary
-    directory when none is given), and unsloth loads it from there. Speaker tags become single tokens
-    as in the PEFT backend, and their embedding rows train (PEFT ``trainable_token_indices``).
+    directory when none is given), and unsloth loads it from there, by that exact name (never its own
+    substitute repository). Speaker tags become single tokens as in the PEFT backend, get embedding rows
+    the same way, and those rows train (PEFT ``trainable_token_indices``, output side too when untied).
+    Gradient checkpointing is unsloth's own, so the Trainer must not add HF's on top; before the dev
+    generation the model goes through ``FastLanguageModel.for_inference``.
     """
     from unsloth import FastLanguageModel
 
     source, tokenizer, new_ids = _source_and_tokenizer(cfg, texts, scratch_dir)
     model, _unsloth_tokenizer = FastLanguageModel.from_pretrained(
         model_name=source,
+        use_exact_model_name=True,  # else unsloth swaps in its own repository (e.g. '...-unsloth-bnb-4bit')
         max_seq_length=cfg.data.max_source_length + cfg.data.max_target_length,
-        dtype=None,  # unsloth picks bf16 where the GPU has it, else fp16
+        dtype=_torch_dtype(cfg.model.dtype),
         load_in_4bit=plan.quantization == "4bit",
         revision=cfg.model.revision if cfg.model.init == "pretrained" else None,
         trust_remote_code=cfg.model.trust_remote_code,
     )
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+    if cfg.model.init == "pretrained":  # a scratch base was saved with its rows already made
+        make_room_for_new_tokens(model, tokenizer, new_ids)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
     q = cfg.qlora
-    extra = {"trainable_token_indices": new_ids} if new_ids else {}  # forwarded to peft.LoraConfig
+    extra = {"trainable_token_indices": trainable_token_indices(model, new_ids)} if new_ids else {}  # to peft.LoraConfig
     model = FastLanguageModel.get_peft_model(
         model,
         r=q.lora_rank,
@@ -108,7 +112,15 @@ def load(cfg, plan, texts: list[str], scratch_dir: Optional[Path] = None) -> Bas
         random_state=cfg.training.seed,
         **extra,
     )
-    return BaseModel(model, tokenizer, new_ids)
+    return BaseModel(model, tokenizer, new_ids, checkpointing_on=cfg.training.gradient_checkpointing,
+                     for_generation=FastLanguageModel.for_inference)
+
+
+def _torch_dtype(name: str):
+    """``model.dtype`` for unsloth: None lets it pick (bf16 where the GPU has it, else fp16)."""
+    import torch
+
+    return None if name == "auto" else getattr(torch, name)
 
 
 def _source_and_tokenizer(cfg, texts: list[str], scratch_dir: Optional[Path]):

@@ -1,0 +1,190 @@
+"""A trained run, rebuilt exactly as it was trained: the one loader behind predict and apps.
+
+    import sumtune
+    trained = sumtune.load("models/tiny_bart_20250101-120000")   # or a config path, or a config stem
+    trained.summarize(["#Person1#: 안녕하세요 ...", ...], num_beams=1)
+
+A run is a ``models/{name}_{ts}`` directory, or a config (path, or a stem of config/model_configs/)
+whose latest *completed* run under its ``output.root`` is used. The run's ``config.yaml`` and
+``run.json`` decide everything: the base (the checkpoint and revision it was trained from, or the
+scratch init saved in ``base_model/``), its dtype, its quantization (a run trained on 4-bit NF4 base
+weights is rebuilt in 4-bit through bitsandbytes, which also runs on a CPU; where it is not usable
+the log says what was done instead), the embedding rows made for added tokens, the adapter, the
+tokenizer saved with the run, and the preprocessing and generation settings. Weights load from
+safetensors only, unless the run's config says ``model.allow_pickle: true``. Loading writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from . import artifacts
+from .config import RunConfig, load_config
+
+log = logging.getLogger("sumtune")
+
+MODEL_CONFIGS = Path("config") / "model_configs"
+
+
+class RunError(ValueError):
+    """The run cannot be found or rebuilt; the message says why and what to pass instead."""
+
+
+@dataclass
+class TrainedModel:
+    model: Any
+    tokenizer: Any
+    config: RunConfig
+    run: Path  # the run's model directory
+    manifest: dict = field(default_factory=dict)  # its run.json
+    notes: list[str] = field(default_factory=list)  # where the rebuild differs from training, and why
+
+    def summarize(self, dialogues: Sequence[str], progress: bool = False, **generation) -> list[str]:
+        """Summaries with the run's preprocessing; ``generation`` overrides its settings (num_beams=1, ...)."""
+        from .generate import generate_summaries
+
+        cfg = self.config.model_copy(update={"generation": self.config.generation.model_copy(update=generation)})
+        return generate_summaries(self.model, self.tokenizer, list(dialogues), cfg, progress=progress)
+
+
+def load(ref: str | Path) -> TrainedModel:
+    run_dir = find_run_dir(ref)
+    cfg = load_run_config(run_dir)
+    manifest = artifacts.load_manifest(artifacts.Run(cfg.name, run_dir.name, run_dir.parent.parent))
+    model, tokenizer, notes = rebuild(run_dir, cfg, manifest)
+    return TrainedModel(model, tokenizer, cfg, run_dir, manifest, notes)
+
+
+# --- which run -------------------------------------------------------------------------------------
+
+
+def find_run_dir(target: str | Path) -> Path:
+    """A run's model directory from itself, or from a config path / config stem (latest completed run)."""
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise RunError(
+                f"{path} is not a trained run's model directory (no config.yaml); pass models/{{name}}_{{timestamp}} "
+                "or a config file"
+            )
+        return path
+    config_path = path if path.is_file() else MODEL_CONFIGS / f"{target}.yaml"
+    if not config_path.is_file():
+        raise RunError(
+            f"'{target}' is neither a run directory (models/{{name}}_{{timestamp}}) nor a config file, and "
+            f"{config_path} does not exist"
+        )
+    cfg = load_config(config_path, check_files=False)
+    return latest_completed_run(cfg.name, cfg.output.root).model_dir
+
+
+def latest_completed_run(name: str, root: Path) -> artifacts.Run:
+    runs = artifacts.find_runs(name, root)
+    for run in reversed(runs):
+        if artifacts.load_manifest(run).get("status") == "completed":
+            return run
+    where = Path(root) / "models"
+    if not runs:
+        raise RunError(f"no run of '{name}' under {where}; train it first: sumtune train CONFIG")
+    statuses = ", ".join(f"{run.run_id} ({artifacts.load_manifest(run).get('status', 'no run.json')})" for run in runs)
+    raise RunError(f"no completed run of '{name}' under {where}; found {statuses}. Pass a run directory to use one")
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The config the run was trained with (saved as config.yaml); its data files need not exist here."""
+    return RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+
+
+# --- the model -------------------------------------------------------------------------------------
+
+
+def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict):
+    """(model, tokenizer, notes): base + adapter when the run saved one, else the fully trained model."""
+    import torch
+    import transformers
+
+    if cfg.model.trust_remote_code:
+        log.warning("trust_remote_code is ON for %s: code shipped with the checkpoint will run", cfg.model.checkpoint)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
+    auto_class = getattr(transformers, cfg.arch.auto_class)
+    safetensors_only = None if cfg.model.allow_pickle else True
+    notes: list[str] = []
+    if not (run_dir / "adapter_config.json").is_file():
+        _require_safetensors(run_dir, "model", cfg)
+        model = auto_class.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code,
+                                           use_safetensors=safetensors_only, dtype=cfg.model.dtype)
+    else:
+        from peft import PeftModel
+
+        from .loading import load_pretrained_model, make_room_for_new_tokens
+
+        _require_safetensors(run_dir, "adapter_model", cfg)
+        quantization_config = _quantization_as_trained(manifest, notes)
+        if cfg.model.init == "scratch":  # saved with its embedding rows already made for the added tokens
+            base = auto_class.from_pretrained(str(run_dir / "base_model"), use_safetensors=safetensors_only,
+                                              dtype=cfg.model.dtype, **_placement(quantization_config))
+            added = []
+        else:
+            revision = cfg.model.revision or manifest.get("checkpoint_commit")
+            base = load_pretrained_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"revision": revision})}),
+                                         quantization_config)
+            added = added_token_ids(tokenizer, cfg, manifest)
+        make_room_for_new_tokens(base, tokenizer, added)  # as training did; an untied output layer stays untied
+        model = PeftModel.from_pretrained(base, str(run_dir))
+    if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
+        model = model.to("cuda")
+    for note in notes:
+        log.warning("%s: %s", run_dir, note)
+    return model.eval(), tokenizer, notes
+
+
+def _quantization_as_trained(manifest: dict, notes: list[str]):
+    """The BitsAndBytesConfig the run trained with, or None (with a note when it cannot be had here)."""
+    if manifest.get("quantization") != "4bit":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # a broken install raises more than ImportError
+        notes.append(f"trained on 4-bit NF4 base weights, but bitsandbytes is not usable here ({type(exc).__name__}: "
+                     f"{exc}); the base is loaded unquantized, so outputs may differ slightly from training")
+        return None
+    from .backends.peft import four_bit_config
+
+    return four_bit_config()
+
+
+def _placement(quantization_config) -> dict:
+    if quantization_config is None:
+        return {}
+    from .loading import quantized_device_map
+
+    return dict(quantization_config=quantization_config, device_map=quantized_device_map())
+
+
+def _require_safetensors(run_dir: Path, stem: str, cfg: RunConfig) -> None:
+    if cfg.model.allow_pickle or any(run_dir.glob(f"{stem}*.safetensors")):
+        return
+    raise RunError(f"{run_dir} has no {stem}.safetensors (only pickle weights, which can run code when loaded); "
+                   "re-save it as safetensors, or set model.allow_pickle: true in its config.yaml if you trust it")
+
+
+def added_token_ids(tokenizer, cfg: RunConfig, manifest: dict) -> list[int]:
+    """The token ids training added to the checkpoint's tokenizer (run.json, or by comparing with it)."""
+    if manifest.get("added_token_ids") is not None:
+        return list(manifest["added_token_ids"])
+    import transformers
+
+    from .loading import ensure_available
+
+    source = cfg.model.tokenizer or cfg.model.checkpoint
+    ensure_available(source, cfg.model.revision)
+    original = transformers.AutoTokenizer.from_pretrained(
+        source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+    )
+    return list(range(len(original), len(tokenizer)))
+
