@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,41 @@ def test_eval_benchmark_gives_trainer_predict_the_same_settings_as_sumtune(runs,
     ]
     assert table[2][-1] == "8/8"  # predictions of (b) equal to sumtune's
     assert "**sumtune / (a) = " in text
+
+
+# --- rebuilt as trained ----------------------------------------------------------------------------
+
+
+def test_a_run_trained_in_4bit_is_rebuilt_in_4bit(runs, tmp_path):
+    """A QLoRA run (4-bit NF4 base, as run.json records it on CUDA) comes back 4-bit, here through
+    bitsandbytes' CPU kernels; parameter counts are PEFT's, which see through the packed weights."""
+    import bitsandbytes
+
+    from sumtune.train import count_parameters
+
+    source = runs["llama"]
+    copy = tmp_path / "models" / source.run_id
+    shutil.copytree(source.model_dir, copy)
+    results = tmp_path / "outputs" / source.run_id / "results"
+    results.mkdir(parents=True)
+    manifest = json.loads(source.run_json.read_text())
+    (results / "run.json").write_text(json.dumps({**manifest, "quantization": "4bit"}))
+
+    trained = load_trained(copy)
+    as_trained = load_trained(source.model_dir)
+    assert any(isinstance(m, bitsandbytes.nn.Linear4bit) for m in trained.model.modules())
+    assert not any(isinstance(m, bitsandbytes.nn.Linear4bit) for m in as_trained.model.modules())
+    assert trained.notes == []
+    assert count_parameters(trained.model) == count_parameters(as_trained.model)
+    naive = sum(p.numel() for p in trained.model.parameters())
+    assert naive < count_parameters(trained.model)[1]  # packed 4-bit bytes: a plain count sees half
+    assert trained.summarize(dialogues(1), max_new_tokens=4)[0].strip()
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in source.model_dir.iterdir())  # nothing written
+
+
+def test_pickle_weights_are_refused_unless_the_config_allows_them(runs, tmp_path):
+    copy = tmp_path / runs["bart"].run_id
+    shutil.copytree(runs["bart"].model_dir, copy)
+    (copy / "adapter_model.safetensors").rename(copy / "adapter_model.bin")
+    with pytest.raises(RunError, match="no adapter_model.safetensors.*model.allow_pickle: true"):
+        load_trained(copy)

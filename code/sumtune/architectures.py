@@ -93,6 +93,9 @@ class Architecture:
     # special tokens the family's published tokenizer leaves undeclared; set when the loaded tokenizer
     # has none for that role and the token is in its vocabulary (``model.special_tokens_map`` wins)
     tokenizer_specials: tuple[tuple[str, str], ...] = ()
+    # transformers class that loads the family's published tokenizer; AutoTokenizer guesses from the
+    # checkpoint's config.json and, for KoGPT2 (model_type gpt2, no tokenizer_config.json), guesses GPT-2's
+    tokenizer_class: str = "AutoTokenizer"
 
 
 _LLAMA_LORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -122,7 +125,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                      "tldr", reference="https://huggingface.co/openai-community/gpt2/blob/main/config.json"),
         Architecture("kogpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
                      "tldr", reference="https://huggingface.co/skt/kogpt2-base-v2/blob/main/config.json",
-                     tokenizer_specials=_KOGPT2_SPECIALS),
+                     tokenizer_specials=_KOGPT2_SPECIALS, tokenizer_class="PreTrainedTokenizerFast"),
         Architecture("llama", "causal", "AutoModelForCausalLM", "LlamaConfig", _llama_dims, _LLAMA_LORA, "chat",
                      unsloth_fast_path=True,
                      reference="https://huggingface.co/Bllossom/llama-3.2-Korean-Bllossom-3B/blob/main/config.json"),

@@ -30,6 +30,7 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
         no_repeat_ngram_size=gen.no_repeat_ngram_size,
         length_penalty=gen.length_penalty,
         early_stopping=gen.num_beams > 1,
+        do_sample=False,  # sumtune's settings are the whole story: Llama-3's published generation config samples
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=stop_token_ids(model, tokenizer, cfg),
     )

@@ -130,7 +130,7 @@ def load_tokenizer(cfg: RunConfig, texts: list[str]) -> PreTrainedTokenizerBase:
         ensure_available(source, cfg.model.revision)
         if cfg.model.trust_remote_code:
             log.warning("trust_remote_code is ON for %s: code shipped with the checkpoint will run", source)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
+        tokenizer = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(
             source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
         )
     complete_special_tokens(tokenizer, cfg, source)
@@ -230,11 +230,13 @@ def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
     arch, size = cfg.arch, cfg.model.size
     dims = arch.scratch_config(SIZE_PRESETS[size])
     if cfg.model.config:
-        config = transformers.AutoConfig.from_pretrained(cfg.model.config)
         for key in ("max_position_embeddings", "n_positions"):  # a checkpoint fact, not a size
             dims.pop(key, None)
-        for key, value in dims.items():
-            setattr(config, key, value)
+        config = transformers.AutoConfig.from_pretrained(cfg.model.config, **dims)
+        layer_types = getattr(config, "layer_types", None)  # per-layer attention kinds (Qwen3): one per layer
+        if isinstance(layer_types, list) and len(layer_types) != config.num_hidden_layers:
+            config = transformers.AutoConfig.from_pretrained(cfg.model.config, **dims,
+                                                             layer_types=layer_types[: config.num_hidden_layers])
     else:
         special_ids = dict(
             pad_token_id=tokenizer.pad_token_id,
@@ -248,8 +250,9 @@ def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
     if cfg.model.config:
         if _published_untied(Path(cfg.model.config)):
             untie_output_layer(model)
-        if (Path(cfg.model.config) / "generation_config.json").is_file():
-            model.generation_config = transformers.GenerationConfig.from_pretrained(cfg.model.config)
+        # generation defaults (EOS ids, forced BOS): their own file, or the model config's generation keys
+        config_file = "generation_config.json" if (Path(cfg.model.config) / "generation_config.json").is_file() else "config.json"
+        model.generation_config = transformers.GenerationConfig.from_pretrained(cfg.model.config, config_file_name=config_file)
     log.info("built %s from scratch (%s preset%s, %.2fM parameters)", arch.family, size,
              f", facts of {cfg.model.config}" if cfg.model.config else "", model.num_parameters() / 1e6)
     return model

@@ -110,7 +110,8 @@ def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict):
 
     if cfg.model.trust_remote_code:
         log.warning("trust_remote_code is ON for %s: code shipped with the checkpoint will run", cfg.model.checkpoint)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(
+        str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
     auto_class = getattr(transformers, cfg.arch.auto_class)
     safetensors_only = None if cfg.model.allow_pickle else True
     notes: list[str] = []
@@ -127,7 +128,7 @@ def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict):
         quantization_config = _quantization_as_trained(manifest, notes)
         if cfg.model.init == "scratch":  # saved with its embedding rows already made for the added tokens
             base = auto_class.from_pretrained(str(run_dir / "base_model"), use_safetensors=safetensors_only,
-                                              dtype=cfg.model.dtype, **_placement(quantization_config))
+                                              dtype="auto", **_placement(quantization_config))  # as built
             added = []
         else:
             revision = cfg.model.revision or manifest.get("checkpoint_commit")
@@ -183,7 +184,7 @@ def added_token_ids(tokenizer, cfg: RunConfig, manifest: dict) -> list[int]:
 
     source = cfg.model.tokenizer or cfg.model.checkpoint
     ensure_available(source, cfg.model.revision)
-    original = transformers.AutoTokenizer.from_pretrained(
+    original = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(
         source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
     )
     return list(range(len(original), len(tokenizer)))
