@@ -156,6 +156,18 @@ def _train_bpe(texts: list[str], pre_tokenizer, normalizer=None,
     return tokens, merges
 
 
+def _split_byte_level_bpe(texts: list[str], split_regex: str, first_special: int, trim_offsets: bool,
+                          normalizer=None) -> tuple:
+    """(pre-tokenizer, vocab, merges) of a regex-split byte-level BPE (Llama-3, Qwen) whose learned tokens
+    are padded with fillers up to ``first_special``."""
+    split = pre_tokenizers.Split(Regex(split_regex), behavior="isolated", invert=False)
+    pre = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=trim_offsets,
+                                                                   use_regex=False)])
+    learned, merges = _train_bpe(texts, pre, normalizer=normalizer)
+    tokens = learned + _fillers(first_special - len(learned), set(learned))
+    return pre, {token: i for i, token in enumerate(tokens)}, merges
+
+
 def _bpe_json(vocab: dict[str, int], merges: list[str], *, ignore_merges: bool = False,
               unk_token: str | None = None) -> dict:
     return {"type": "BPE", "dropout": None, "unk_token": unk_token, "continuing_subword_prefix": None,
@@ -225,15 +237,15 @@ def _build_bart(out_dir: Path, texts: list[str]) -> None:
 
 
 def _unigram_pieces(texts: list[str], pre_tokenizer) -> list[list]:
-    """[piece, score] of a Unigram trained on ``texts``; <pad>=0 </s>=1 <unk>=2 first (T5 layout)."""
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizer
-    trainer = trainers.UnigramTrainer(vocab_size=TRAINED_VOCAB, special_tokens=["<pad>", "</s>", "<unk>"],
-                                      unk_token="<unk>", max_piece_length=8, show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    pieces = json.loads(tok.to_str())["model"]["vocab"]
-    assert [p for p, _ in pieces[:3]] == ["<pad>", "</s>", "<unk>"], pieces[:3]
-    return [[piece, 0.0 if i < 3 else score] for i, (piece, score) in enumerate(pieces)]
+    """[piece, score] for a Unigram model; <pad>=0 </s>=1 <unk>=2 first (T5 layout).
+
+    The pieces are those a BPE learns on ``texts``: tokenizers' UnigramTrainer picks different pieces
+    from run to run, and a test fixture must not. Every piece scores -1 plus a little per learning
+    rank, so segmentation takes the fewest pieces and, among equals, the earliest learned.
+    """
+    learned, _ = _train_bpe(texts, pre_tokenizer, alphabet=[])
+    scored = [[piece, -1.0 - rank / len(learned)] for rank, piece in enumerate(learned)]
+    return [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0]] + scored
 
 
 def _build_t5_family(out_dir: Path, texts: list[str], regular: int, model_max_length: int) -> None:
@@ -342,12 +354,7 @@ LLAMA_CHAT_TEMPLATE = (
 
 def _build_llama(out_dir: Path, texts: list[str]) -> None:
     """Bllossom/llama-3.2-Korean-Bllossom-3B: Llama-3 byte-level BPE, 128,000 regular + 256 special ids."""
-    split = pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False)
-    pre = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True,
-                                                                   use_regex=False)])
-    learned, merges = _train_bpe(texts, pre)
-    tokens = learned + _fillers(128000 - len(learned), set(learned))
-    vocab = {token: i for i, token in enumerate(tokens)}
+    pre, vocab, merges = _split_byte_level_bpe(texts, LLAMA3_SPLIT, first_special=128000, trim_offsets=True)
     specials = _llama3_specials()
     added = [_added(token, 128000 + i) for i, token in enumerate(specials)]
     post = processors.Sequence([
@@ -390,12 +397,8 @@ def _build_qwen3(out_dir: Path, texts: list[str]) -> None:
     """Qwen/Qwen3-4B-Instruct-2507: byte-level BPE, 151,643 regular ids, 26 added tokens (151,669)."""
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    split = pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False)
-    pre = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False,
-                                                                   use_regex=False)])
-    learned, merges = _train_bpe(texts, pre, normalizer=normalizers.NFC())
-    tokens = learned + _fillers(151643 - len(learned), set(learned))
-    vocab = {token: i for i, token in enumerate(tokens)}
+    pre, vocab, merges = _split_byte_level_bpe(texts, PRETOKENIZE_REGEX, first_special=151643, trim_offsets=False,
+                                               normalizer=normalizers.NFC())
     added = [_added(content, 151643 + i, special=special) for i, (content, special) in enumerate(QWEN3_ADDED)]
     tokenizer_json = _tokenizer_json(_bpe_json(vocab, merges), added, normalizer=normalizers.NFC(),
                                      pre_tokenizer=pre, post_processor=processors.ByteLevel(trim_offsets=False),

@@ -75,6 +75,9 @@ def test_lora_run_learns_and_writes_artifacts(tmp_path, family):
     adapter = load_file(str(run.model_dir / "adapter_model.safetensors"))
     assert any("lora_B" in key and adapter[key].abs().sum() > 0 for key in adapter)
 
+    log_text = run.log_path.read_text(encoding="utf-8")  # one training example, special tokens visible
+    assert "train example as the model sees it" in log_text and "labels (" in log_text and "</s>" in log_text
+
     metrics = json.loads((run.results_dir / "metrics.json").read_text())
     assert metrics["n_examples"] == 3
     assert metrics["score"] == pytest.approx(metrics["rouge1"] + metrics["rouge2"] + metrics["rougeL"])

@@ -77,8 +77,8 @@ class DataConfig(_Section):
     id_column: str = "fname"
     dialogue_column: str = "dialogue"
     summary_column: str = "summary"
-    max_source_length: int = Field(512, gt=0, description="Dialogue tokens kept; longer dialogues are truncated.")
-    max_target_length: int = Field(128, gt=0, description="Summary tokens kept (the end-of-sequence token included).")
+    max_source_length: int = Field(512, gt=0, description="Prompt tokens kept, prefix / chat template / special tokens included; only the dialogue is shortened, at a token boundary.")
+    max_target_length: int = Field(128, gt=0, description="Target tokens kept, its end token (EOS, or the chat template's end of turn) included and never cut.")
     clean: bool = Field(True, description="Normalise whitespace and line breaks; drop rows with an empty dialogue or summary.")
     max_train_samples: Optional[int] = Field(None, gt=0)
     max_eval_samples: Optional[int] = Field(None, gt=0)
