@@ -17,7 +17,7 @@ from sumtune.config import load_config
 from sumtune.generate import generate_summaries
 from sumtune.loading import build_scratch_model
 from sumtune.predict import PredictError, predict
-from sumtune.trained import RunError, find_run_dir, load_run_config
+from sumtune.trained import RunError, find_run_dir
 from sumtune.trained import load as load_trained
 from sumtune.records import read_records
 from sumtune.train import train
