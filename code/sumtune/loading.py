@@ -92,18 +92,23 @@ def make_room_for_new_tokens(model, tokenizer: PreTrainedTokenizerBase, new_ids:
     if spare:
         first = min(new_ids)
         with torch.no_grad():
-            for weight in {id(w): w for w in embedding_weights(model)}.values():
+            for weight in embedding_weights(model):
                 weight[spare] = weight[:first].mean(dim=0, keepdim=True)
         log.info("%d added tokens landed on spare embedding rows: set to the mean of the trained rows", len(spare))
     if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
 
 
+def own_output_layer(model):
+    """The output layer when it has a weight of its own (mT5, Flan-T5), None when tied to the input embedding."""
+    output = model.get_output_embeddings()
+    return output if output is not None and output.weight is not model.get_input_embeddings().weight else None
+
+
 def embedding_weights(model) -> list:
     """The input embedding's weight and, when it has its own, the output layer's."""
-    output = model.get_output_embeddings()
-    weights = [model.get_input_embeddings().weight]
-    return weights + [output.weight] if output is not None and output.weight is not weights[0] else weights
+    output = own_output_layer(model)
+    return [model.get_input_embeddings().weight] + ([output.weight] if output is not None else [])
 
 
 def keep_output_layer_untied(model) -> None:
@@ -111,9 +116,9 @@ def keep_output_layer_untied(model) -> None:
     ``_tied_weights_keys``), although mT5 and Flan-T5 checkpoints load untied. Any later re-tie (every
     ``resize_token_embeddings``) would then replace the trained output layer by the input embedding, and
     PEFT would treat it as tied. When the weights really are separate, drop that entry for this model."""
-    output = model.get_output_embeddings()
+    output = own_output_layer(model)
     tied_keys = getattr(model, "_tied_weights_keys", None)
-    if output is None or output.weight is model.get_input_embeddings().weight or not isinstance(tied_keys, dict):
+    if output is None or not isinstance(tied_keys, dict):
         return
     name = next(name for name, module in model.named_modules() if module is output)
     model._tied_weights_keys = {key: source for key, source in tied_keys.items() if not key.startswith(name + ".")}
@@ -267,9 +272,9 @@ def untie_output_layer(model) -> None:
     """Give a from-config model its own random output layer, as mT5 and Flan-T5 have."""
     import torch
 
-    output, inputs = model.get_output_embeddings(), model.get_input_embeddings()
-    if output.weight is inputs.weight:
-        output.weight = torch.nn.Parameter(torch.randn_like(inputs.weight) * inputs.weight.std())
+    if own_output_layer(model) is None:
+        inputs = model.get_input_embeddings()
+        model.get_output_embeddings().weight = torch.nn.Parameter(torch.randn_like(inputs.weight) * inputs.weight.std())
     keep_output_layer_untied(model)
 
 

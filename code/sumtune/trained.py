@@ -178,14 +178,8 @@ def added_token_ids(tokenizer, cfg: RunConfig, manifest: dict) -> list[int]:
     """The token ids training added to the checkpoint's tokenizer (run.json, or by comparing with it)."""
     if manifest.get("added_token_ids") is not None:
         return list(manifest["added_token_ids"])
-    import transformers
+    from .loading import load_tokenizer
 
-    from .loading import ensure_available
-
-    source = cfg.model.tokenizer or cfg.model.checkpoint
-    ensure_available(source, cfg.model.revision)
-    original = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(
-        source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-    )
+    original = load_tokenizer(cfg, texts=[])  # the checkpoint's tokenizer before training added tokens
     return list(range(len(original), len(tokenizer)))
 

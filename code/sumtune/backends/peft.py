@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..loading import BaseModel, load_base
+from ..loading import BaseModel, load_base, own_output_layer
 
 log = logging.getLogger("sumtune")
 
@@ -38,11 +38,8 @@ def trainable_token_indices(model, new_ids: list[int]) -> dict[str, list[int]]:
     train and only they are saved with the adapter. A plain list would reach the input side alone, and
     PEFT mirrors rows to the output side only for tied weights."""
     names = {module: name for name, module in model.named_modules()}
-    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
-    targets = {names[inputs]: list(new_ids)}
-    if outputs is not None and outputs.weight is not inputs.weight:
-        targets[names[outputs]] = list(new_ids)
-    return targets
+    layers = [model.get_input_embeddings(), own_output_layer(model)]
+    return {names[layer]: list(new_ids) for layer in layers if layer is not None}
 
 
 def four_bit_config():
