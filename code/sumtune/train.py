@@ -14,6 +14,7 @@ and scores; the other ranks wait for it at a barrier.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import resource
 import time
@@ -106,7 +107,7 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
 def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False):
     seq2seq = cfg.arch.kind == "seq2seq"
     args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
-    trainer_class = transformers.Seq2SeqTrainer if seq2seq else transformers.Trainer
+    trainer_class = GuardedSeq2SeqTrainer if seq2seq else GuardedTrainer
     t = cfg.training
     cuda = torch.cuda.is_available()
     bf16, fp16 = mixed_precision(t.precision, cuda)
@@ -154,6 +155,48 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         processing_class=tokenizer,
         callbacks=all_callbacks,
     )
+
+
+class DivergenceError(RuntimeError):
+    """Training or eval loss became NaN or infinite: the run stops at that step instead of going on."""
+
+
+class StopOnDivergence:
+    """Checks every step's loss, and every evaluation's, for NaN/inf and stops the run at once.
+
+    The HF Trainer would go on: its ``logging_nan_inf_filter`` swaps a non-finite step loss for the
+    running mean, so a diverged run ended "completed". Raising here happens before the step's
+    checkpoint is written, so the checkpoints left are those from before the divergence.
+    """
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            self._diverged("training loss", loss.item())
+        return loss
+
+    def evaluate(self, *args, **kwargs):
+        metrics = super().evaluate(*args, **kwargs)
+        loss = metrics.get("eval_loss")
+        if loss is not None and not math.isfinite(loss):
+            self._diverged("eval loss", loss)
+        return metrics
+
+    def _diverged(self, what: str, value: float) -> None:
+        step = self.state.global_step + (1 if what == "training loss" else 0)  # the step being computed
+        raise DivergenceError(
+            f"{what} is {value} at step {step} of {self.state.max_steps} (learning rate {self._get_learning_rate():.3g}): "
+            "training diverged. Lower training.learning_rate, add warmup (training.warmup_ratio, e.g. 0.05), "
+            "or train in fp32 (training.precision: fp32)"
+        )
+
+
+class GuardedTrainer(StopOnDivergence, transformers.Trainer):
+    pass
+
+
+class GuardedSeq2SeqTrainer(StopOnDivergence, transformers.Seq2SeqTrainer):
+    pass
 
 
 def mixed_precision(precision: str, cuda: bool) -> tuple[bool, bool]:
