@@ -27,6 +27,13 @@ TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 LOGGERS_TO_FILE = ("sumtune", "sumtune.file", "transformers")
 RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
 
+# Lines libraries log that are not a problem for a sumtune run, as (logger, start of the message):
+# kept off the console and written to the next run's log file at debug level. Real warnings stay visible.
+LIBRARY_NOISE = (
+    # bitsandbytes looks for an optional CPU kernel package on import and warns when it is absent.
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
+)
+
 
 @dataclass
 class Run:
@@ -84,7 +91,11 @@ class Run:
         for name in LOGGERS_TO_FILE:
             logging.getLogger(name).addHandler(handler)
         logging.getLogger("sumtune").setLevel(logging.INFO)
-        logging.getLogger("sumtune.file").propagate = False  # file only: trainer lines, tracebacks
+        file_only = logging.getLogger("sumtune.file")  # trainer lines, tracebacks, library noise
+        file_only.propagate = False
+        file_only.setLevel(logging.DEBUG)
+        for line in _KnownNoise.held_back:
+            file_only.debug(line)
         self._log_handler = handler
 
     def detach_log(self) -> None:
@@ -93,6 +104,31 @@ class Run:
                 logging.getLogger(name).removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+def keep_library_noise_off_the_console() -> None:
+    for name, start in LIBRARY_NOISE:
+        library = logging.getLogger(name)
+        if not any(isinstance(f, _KnownNoise) for f in library.filters):
+            library.addFilter(_KnownNoise(start))
+
+
+class _KnownNoise(logging.Filter):
+    """Holds back one known library message; ``Run.attach_log`` writes it to the run's log file."""
+
+    held_back: list[str] = []  # libraries log at import, before any run's log file is open
+
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.start):
+            return True
+        line = f"{record.name}: {record.getMessage()}"
+        if line not in self.held_back:
+            self.held_back.append(line)
+        return False
 
 
 def new_run(name: str, root: Path, now: Optional[datetime] = None) -> Run:

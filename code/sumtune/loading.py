@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .architectures import SIZE_PRESETS, Architecture
 from .config import RunConfig
+from .records import atomic_directory
 
 log = logging.getLogger("sumtune")
 
@@ -65,7 +66,8 @@ def load_base(cfg: RunConfig, texts: list[str], quantization_config=None, device
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if cfg.model.init == "scratch" and scratch_dir is not None:
-        model.save_pretrained(scratch_dir)
+        with atomic_directory(scratch_dir) as staging:
+            model.save_pretrained(staging)
     return BaseModel(model, tokenizer, new_ids)
 
 

@@ -1,10 +1,16 @@
 """Reading and writing tabular records: CSV and JSON Lines in, atomic CSV and JSON out.
 
-Standard library only, so the data pipeline, metrics and artifacts code can all share it.
+Standard library only, so the data pipeline, metrics and artifacts code can all share it. Every file
+sumtune writes goes through the atomic writers here: a reader (or a crash) sees the old file or the
+new one, never half of one.
 
     rows = read_records("data/sample/ko_dev.csv")          # [{"fname": "...", "summary": "..."}, ...]
     write_csv_atomic("outputs/run/predictions.csv", rows, fieldnames=["fname", "summary"])
     write_json_atomic("outputs/run/run.json", {"backend": "peft"})
+    with atomic_directory("models/run/base_model") as staging:      # a library's save_pretrained
+        model.save_pretrained(staging)
+    with files_moved_into("models/run") as staging:                   # files beside others (adapter, tokenizer)
+        tokenizer.save_pretrained(staging)
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import io
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +151,50 @@ def _write_text_atomic(path: Path, text: str) -> Path:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging directory beside ``path``; when the block succeeds it becomes ``path``.
+
+    For directories a library writes (``save_pretrained``): if the block fails, ``path`` keeps its old
+    content (or stays absent) and the staging directory is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    staging.mkdir()
+    try:
+        yield staging
+        if path.exists():
+            retired = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
+            os.replace(path, retired)
+            os.replace(staging, path)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def files_moved_into(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a staging directory inside ``directory``; when the block succeeds, each file written there
+    replaces its namesake in ``directory`` by a rename (sub-directories move whole).
+
+    For library writers whose files share a directory with others (an adapter and tokenizer beside the
+    run's checkpoints): each file appears whole or not at all; if the block fails, nothing moves.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = directory / f".staging.{secrets.token_hex(4)}.tmp"
+    staging.mkdir()
+    try:
+        yield staging
+        for item in sorted(staging.iterdir()):
+            target = directory / item.name
+            if item.is_dir() and target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -53,8 +53,10 @@ def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool 
         runs.append(result.run)
         _print_run_summary(result)
     if runs_file is not None:
-        with open(runs_file, "a", encoding="utf-8") as handle:
-            handle.writelines(f"{run.results_dir}\n" for run in runs)
+        from .records import write_text_atomic
+
+        earlier = runs_file.read_text(encoding="utf-8") if runs_file.is_file() else ""
+        write_text_atomic(runs_file, earlier + "".join(f"{run.results_dir}\n" for run in runs))
     if failed:
         print(f"{len(failed)} of {len(paths)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
     if sweep and report and runs:
@@ -155,3 +157,6 @@ def console_logging() -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    from .artifacts import keep_library_noise_off_the_console
+
+    keep_library_noise_off_the_console()

@@ -29,6 +29,7 @@ import transformers
 from . import artifacts, backends, data
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
+from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
 
@@ -49,7 +50,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         log.info("run %s: models in %s, results in %s, log in %s", run.run_id, run.model_dir, run.results_dir, run.log_path)
         run.update(**describe_run(cfg, run), status="running", processes=processes.world_size)
         if processes.main:
-            (run.model_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+            write_text_atomic(run.model_dir / "config.yaml", cfg.to_yaml())
 
         splits = data.read_splits(cfg)
         plan = backends.resolve(cfg, backends.probe_machine(cfg))
@@ -231,17 +232,22 @@ def save_model(trainer, tokenizer, run: artifacts.Run) -> None:
 
     An adapter holds the LoRA weights and the rows of added tokens, never a copy of the embedding
     matrices (PEFT would add one whenever the vocabulary grew; the loader makes the same rows instead).
-    Under DeepSpeed every rank calls ``trainer.save_model``, which gathers sharded weights; only rank 0 writes.
+    Files are staged and renamed into place one by one. Under DeepSpeed every rank calls
+    ``trainer.save_model``, which gathers sharded weights and writes in place; only rank 0 writes.
     """
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "peft_config") and not trainer.is_deepspeed_enabled:
-        if trainer.args.should_save:
-            model.save_pretrained(str(run.model_dir), save_embedding_layers=False)
-    else:
-        trainer.save_model(str(run.model_dir))
-    if trainer.args.should_save:
-        tokenizer.save_pretrained(str(run.model_dir))
-        log.info("saved model to %s", run.model_dir)
+    deepspeed = trainer.is_deepspeed_enabled
+    if deepspeed:
+        trainer.save_model(str(run.model_dir))  # a collective: every rank calls it with the same directory
+    if not trainer.args.should_save:
+        return
+    with files_moved_into(run.model_dir) as staging:  # an interrupted save leaves no half-written file
+        if hasattr(model, "peft_config") and not deepspeed:
+            model.save_pretrained(str(staging), save_embedding_layers=False)
+        elif not deepspeed:
+            trainer.save_model(str(staging))
+        tokenizer.save_pretrained(str(staging))
+    log.info("saved model to %s", run.model_dir)
 
 
 def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: artifacts.Run) -> dict:
