@@ -15,14 +15,13 @@ Batching is left to HF: ``DataCollatorForSeq2Seq`` pads each batch to its longes
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from .architectures import Architecture
-from .config import DataConfig, PreprocessingConfig, RunConfig
-from .records import read_records
+from .config import DataConfig, PreprocessingConfig, RunConfig, data_file_problems
+from .datafiles import CheckedFile, Example, check_data_file
 
 log = logging.getLogger("sumtune")
 
@@ -32,13 +31,6 @@ DEFAULT_CHAT_PROMPT = "Summarize the following dialogue.\n\n{dialogue}"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that writes short, faithful summaries of dialogues."
 
 
-@dataclass(frozen=True)
-class Example:
-    id: str
-    dialogue: str
-    summary: Optional[str] = None
-
-
 class DataError(ValueError):
     """A data file or row that cannot be used; the message names the file and row."""
 
@@ -46,42 +38,14 @@ class DataError(ValueError):
 # --- reading ---------------------------------------------------------------------------------------
 
 
-def read_examples(path: Path, data: DataConfig, need_summary: bool = True, limit: Optional[int] = None) -> list[Example]:
-    """Rows of a CSV/JSONL file as Examples; with ``data.clean``, rows with empty fields are dropped (counted)."""
-    rows = read_records(path)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    columns = [data.dialogue_column] + ([data.summary_column] if need_summary else [])
-    missing = [column for column in columns if column not in rows[0]]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(missing)}; it has {', '.join(rows[0])}")
-    examples, dropped = [], []
-    for line, row in enumerate(rows, start=2):
-        dialogue = clean_text(row[data.dialogue_column]) if data.clean else row[data.dialogue_column]
-        summary = row.get(data.summary_column)
-        if summary is not None and data.clean:
-            summary = clean_text(summary)
-        example_id = row.get(data.id_column) or f"row{line}"
-        if not dialogue.strip() or (need_summary and not (summary or "").strip()):
-            if not data.clean:
-                raise DataError(f"{path}: row {line} (id {example_id}): empty dialogue or summary")
-            dropped.append(example_id)
-            continue
-        examples.append(Example(example_id, dialogue, summary))
-        if limit is not None and len(examples) >= limit:
-            break
-    if dropped:
-        log.warning("%s: dropped %d rows with an empty dialogue or summary: %s", path, len(dropped), ", ".join(dropped[:10]))
-    if not examples:
-        raise DataError(f"{path}: every row has an empty dialogue or summary")
-    return examples
-
-
-def clean_text(text: str) -> str:
-    """Unify line breaks (also literal '\\n'), trim each line, collapse runs of spaces, drop blank lines."""
-    text = text.replace("\r\n", "\n").replace("\\n", "\n")
-    lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+def read_examples(path: Path, data: DataConfig, role: str = "train_file", limit: Optional[int] = None) -> list[Example]:
+    """Rows of a data file as Examples, checked by the rules of ``datafiles`` (the same as ``sumtune
+    validate``); with ``data.clean``, rows with an empty field are dropped (a warning counts them)."""
+    checked = check_data_file(path, data, role)
+    if checked.problems:
+        raise DataError("\n".join(checked.problems))
+    checked.log_findings(log)
+    return checked.examples[:limit]
 
 
 # --- prompts ---------------------------------------------------------------------------------------
@@ -309,15 +273,27 @@ def has_target_text(labels: list[int], tokenizer) -> bool:
 class Splits:
     train: list[Example]
     eval: Optional[list[Example]]
+    checked: list[CheckedFile] = field(default_factory=list)  # what reading found (log_splits)
 
 
 def read_splits(cfg: RunConfig) -> Splits:
-    train = read_examples(cfg.data.train_file, cfg.data, limit=cfg.data.max_train_samples)
-    eval_ = None
-    if cfg.data.eval_file is not None:
-        eval_ = read_examples(cfg.data.eval_file, cfg.data, limit=cfg.data.max_eval_samples)
-    log.info("data: %d train, %d eval examples", len(train), len(eval_ or []))
-    return Splits(train, eval_)
+    """The train and eval files, every row checked (``datafiles``); raises DataError listing every
+    problem in both files. Training calls this before it reserves a run directory."""
+    files = {"train_file": cfg.data.train_file, "eval_file": cfg.data.eval_file}
+    checked = {role: check_data_file(path, cfg.data, role) for role, path in files.items() if path is not None}
+    problems = data_file_problems(list(checked.values()))
+    if problems:
+        raise DataError("\n".join(problems))
+    train = checked["train_file"].examples[: cfg.data.max_train_samples]
+    eval_ = checked["eval_file"].examples[: cfg.data.max_eval_samples] if "eval_file" in checked else None
+    return Splits(train, eval_, list(checked.values()))
+
+
+def log_splits(splits: Splits) -> None:
+    """What reading the data found (dropped rows, duplicate ids, a non-UTF-8 file) and the split sizes."""
+    for found in splits.checked:
+        found.log_findings(log)
+    log.info("data: %d train, %d eval examples", len(splits.train), len(splits.eval or []))
 
 
 def tokenizer_training_texts(splits: Splits) -> list[str]:
