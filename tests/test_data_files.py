@@ -18,7 +18,7 @@ import yaml
 
 from sumtune.cli import main
 from sumtune.config import ConfigError, DataConfig, load_config, validate_files
-from sumtune.data import DataError, read_splits
+from sumtune.data import DataError, Example, encode_examples, read_splits
 from sumtune.datafiles import check_data_file
 from sumtune.metrics import score_files
 from sumtune.predict import PredictError, read_test_rows
@@ -344,7 +344,7 @@ def test_every_bad_file_is_reported_at_once(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# Training: the same checks before a run directory exists
+# Training: the same checks before a run directory exists; truncation counted
 
 
 def test_train_refuses_bad_data_before_reserving_a_run_directory(tmp_path):
@@ -370,6 +370,25 @@ def test_sweep_records_a_bad_data_config_as_failed_without_training_it(tmp_path,
     manifest = json.loads(run_json.read_text(encoding="utf-8"))
     assert manifest["status"] == "failed" and "a header but no rows" in manifest["error"]
     assert not list((tmp_path / "root" / "models").glob("*/config.yaml"))  # never reached train()
+
+
+def test_truncated_dialogues_and_summaries_are_counted_in_one_line(sumtune_log):
+    from sumtune.config import RunConfig
+    from sumtune.loading import train_tokenizer
+
+    long_dialogue = "\n".join(["#Person1#: 내일 회의는 몇 시에 시작하나요? #Person2#: 오전 열 시에 시작해요."] * 20)
+    examples = [Example("short", ROWS[0][1], ROWS[0][2]), Example("long", long_dialogue, ROWS[1][2]),
+                Example("both", long_dialogue, " ".join([ROWS[2][2]] * 10))]
+    cfg = RunConfig.model_validate({"name": "t", "model": {"architecture": "bart", "init": "scratch"},
+                                    "data": {"train_file": "unused.csv", "max_source_length": 64, "max_target_length": 32}})
+    tokenizer = train_tokenizer([t for e in examples for t in (e.dialogue, e.summary)], cfg.arch, vocab_size=300)
+    encode_examples(examples, cfg, tokenizer, "train")
+    counted = [line for line in sumtune_log if line.startswith("train: truncated")]
+    assert counted == ["train: truncated 2 of 3 dialogues and 1 of 3 summaries to fit data.max_source_length 64, "
+                       "data.max_target_length 32 tokens; raise the limits to keep more of them"]
+    sumtune_log.clear()
+    encode_examples(examples[:1], cfg, tokenizer, "eval")
+    assert any(line.startswith("eval: no dialogue or summary is truncated") for line in sumtune_log)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from .architectures import Architecture
 from .config import DataConfig, PreprocessingConfig, RunConfig, data_file_problems
@@ -137,17 +137,22 @@ def end_token_id(cfg: RunConfig, tokenizer) -> int:
 # for causal models, also when the summary had to be cut.
 
 
-def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenizer, what: str) -> list[int]:
+class Fitted(NamedTuple):
+    ids: list[int]
+    cut: bool  # whether the text had to be shortened to fit
+
+
+def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenizer, what: str) -> Fitted:
     """``encode(text)``, with ``text`` cut at a token boundary until the result has at most ``limit`` ids."""
     ids = encode(text)
     if len(ids) <= limit:
-        return ids
+        return Fitted(ids, cut=False)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     keep = len(offsets) - (len(ids) - limit)
     while keep > 0:
         ids = encode(text[: offsets[keep][0]].rstrip())
         if len(ids) <= limit:
-            return ids
+            return Fitted(ids, cut=True)
         keep -= len(ids) - limit
     overhead = len(encode(""))
     raise DataError(f"{what}: a limit of {limit} tokens leaves no room for the text after the {overhead} tokens "
@@ -161,6 +166,10 @@ def ending_with(ids: list[int], end_id: int) -> list[int]:
 
 def encode_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> list[int]:
     """The token ids a model reads before writing its summary, within ``data.max_source_length``."""
+    return fit_prompt(dialogue, cfg, tokenizer).ids
+
+
+def fit_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> Fitted:
     arch = cfg.arch
     if arch.kind == "seq2seq":
         def encode(text):
@@ -174,14 +183,16 @@ def encode_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> list[int]:
 
 
 def encode_seq2seq(example: Example, cfg: RunConfig, tokenizer) -> dict:
-    input_ids = encode_prompt(example.dialogue, cfg, tokenizer)
-    labels = fit_text(example.summary, lambda text: ending_with(tokenizer(text_target=text)["input_ids"], tokenizer.eos_token_id),
+    source = fit_prompt(example.dialogue, cfg, tokenizer)
+    target = fit_text(example.summary, lambda text: ending_with(tokenizer(text_target=text)["input_ids"], tokenizer.eos_token_id),
                       cfg.data.max_target_length, tokenizer, "data.max_target_length")
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+    return {"input_ids": source.ids, "attention_mask": [1] * len(source.ids), "labels": target.ids,
+            "cut": (source.cut, target.cut)}
 
 
 def encode_causal(example: Example, cfg: RunConfig, tokenizer) -> dict:
-    prompt_ids = encode_prompt(example.dialogue, cfg, tokenizer)
+    prompt = fit_prompt(example.dialogue, cfg, tokenizer)
+    prompt_ids = prompt.ids
     full_prompt = build_prompt(example.dialogue, cfg.arch, cfg.preprocessing, tokenizer)
     frame = completion_frame(example, cfg.arch, cfg.preprocessing, tokenizer, full_prompt)
     lead_ids = tokenizer(frame.lead, add_special_tokens=False)["input_ids"] if frame.lead else []
@@ -189,12 +200,13 @@ def encode_causal(example: Example, cfg: RunConfig, tokenizer) -> dict:
     def encode(text):
         return lead_ids + tokenizer(text, add_special_tokens=False)["input_ids"] + [frame.end_id]
 
-    target_ids = fit_text(example.summary, encode, cfg.data.max_target_length, tokenizer, "data.max_target_length")
-    input_ids = prompt_ids + target_ids
+    target = fit_text(example.summary, encode, cfg.data.max_target_length, tokenizer, "data.max_target_length")
+    input_ids = prompt_ids + target.ids
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + target.ids,
+        "cut": (prompt.cut, target.cut),
     }
 
 
@@ -209,15 +221,17 @@ ENCODERS = {"seq2seq": encode_seq2seq, "causal": encode_causal}
 def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: str):
     """A datasets.Dataset of input_ids/attention_mask/labels; rows left with no target token are dropped.
 
-    Every row is checked against the preprocessing contract; the first is logged as the model sees it.
+    Every row is checked against the preprocessing contract; the first is logged as the model sees it,
+    and how many dialogues and summaries the length limits cut, in one line.
     """
     import datasets
 
     encode = ENCODERS[cfg.arch.kind]
     end_id = end_token_id(cfg, tokenizer)
-    rows, dropped = [], []
+    rows, dropped, cuts = [], [], []
     for example in examples:
         row = encode(example, cfg, tokenizer)
+        cuts.append(row.pop("cut"))
         check_contract(row, example, cfg, tokenizer, end_id)
         if has_target_text(row["labels"], tokenizer):
             rows.append(row)
@@ -231,8 +245,21 @@ def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: s
             f"{split}: all {len(examples)} examples have no target tokens after truncation; raise "
             "data.max_target_length / data.max_source_length or check the summary column"
         )
+    log_truncation(split, cuts, cfg)
     log.info("%s example as the model sees it (special tokens shown):\n%s", split, describe_row(rows[0], tokenizer))
     return datasets.Dataset.from_list(rows)
+
+
+def log_truncation(split: str, cuts: list[tuple[bool, bool]], cfg: RunConfig) -> None:
+    """One line: how many (dialogue, summary) pairs ``cuts`` says were shortened to the length limits."""
+    dialogues, summaries = sum(dialogue for dialogue, _ in cuts), sum(summary for _, summary in cuts)
+    limits = (f"data.max_source_length {cfg.data.max_source_length}, "
+              f"data.max_target_length {cfg.data.max_target_length} tokens")
+    if not dialogues and not summaries:
+        log.info("%s: no dialogue or summary is truncated (%s)", split, limits)
+        return
+    log.warning("%s: truncated %d of %d dialogues and %d of %d summaries to fit %s; raise the limits to keep "
+                "more of them", split, dialogues, len(cuts), summaries, len(cuts), limits)
 
 
 def check_contract(row: dict, example: Example, cfg: RunConfig, tokenizer, end_id: int) -> None:
