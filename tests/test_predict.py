@@ -94,7 +94,7 @@ def test_empty_dialogues_are_one_error_listing_their_ids_and_nothing_is_written(
             {"fname": "t3", "dialogue": "#Person2#: 네."}, {"fname": "t4", "dialogue": ""}]
     source = write_csv(tmp_path / "test.csv", rows)
     out = tmp_path / "submission.csv"
-    with pytest.raises(PredictError, match=r"2 row\(s\) with an empty dialogue: t2 \(line 3\), t4 \(line 5\)"):
+    with pytest.raises(PredictError, match=r"2 row\(s\) with an empty dialogue: t2 \(row 2, line 3\), t4 \(row 4, line 5\)"):
         predict(runs["bart"].model_dir, source, out)
     assert main(["predict", str(runs["bart"].model_dir), "--input", str(source), "--output", str(out)]) == 2
     assert "t2" in capsys.readouterr().err

@@ -93,7 +93,9 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
 def run_validate(args) -> int:
     from .config import validate_files
+    from .sweep import console_logging
 
+    console_logging()  # data warnings (dropped rows, duplicate ids) and a non-UTF-8 encoding
     problems = validate_files(args.configs, args.overrides)
     for line in problems:
         print(line, file=sys.stderr)

@@ -13,9 +13,9 @@ This module imports no ML library, so ``sumtune validate`` stays instant.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import json
+import logging
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
+from .datafiles import ROLES, CheckedFile, check_data_file
+
+log = logging.getLogger("sumtune")
 
 BASE_KEY = "_base_"
 SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
@@ -71,9 +74,10 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    train_file: Path = Field(description="Training data, CSV or JSONL.")
+    train_file: Path = Field(description="Training data: CSV, JSON Lines (.jsonl/.json) or a JSON array of records (.json).")
     eval_file: Optional[Path] = Field(None, description="Dev data for early stopping and the ROUGE after training.")
-    test_file: Optional[Path] = Field(None, description="Test data for `sumtune predict` (summaries optional).")
+    test_file: Optional[Path] = Field(None, description="Test data for `sumtune predict` (summaries optional; ids must be unique).")
+    encoding: str = Field("auto", description="Text encoding of the data files. auto: UTF-8 (with or without BOM), else CP949/EUC-KR (Excel's Korean CSV) when every byte decodes as that; or a Python codec name, e.g. cp949, utf-8, latin-1.")
     id_column: str = "fname"
     dialogue_column: str = "dialogue"
     summary_column: str = "summary"
@@ -82,6 +86,16 @@ class DataConfig(_Section):
     clean: bool = Field(True, description="Normalise whitespace and line breaks; drop rows with an empty dialogue or summary.")
     max_train_samples: Optional[int] = Field(None, gt=0)
     max_eval_samples: Optional[int] = Field(None, gt=0)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            if value != "auto":
+                "".encode(value)  # also refuses codecs that are not text encodings (base64, rot13)
+        except LookupError:
+            raise ValueError("unknown text encoding; use auto, or a Python codec name such as utf-8, cp949, euc-kr, latin-1") from None
+        return value
 
 
 class PreprocessingConfig(_Section):
@@ -275,7 +289,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
     except ValidationError as exc:
         raise ConfigError([f"{path}: {line}" for line in _describe_errors(exc)]) from None
     if check_files:
-        problems = check_data_files(cfg)
+        problems = data_file_problems(check_data_files(cfg))
         if problems:
             raise ConfigError([f"{path}: {line}" for line in problems])
     return cfg
@@ -315,54 +329,30 @@ def _did_you_mean(loc: tuple) -> str:
     return f"{hint} Valid keys here: {', '.join(valid)}"
 
 
-def check_data_files(cfg: RunConfig) -> list[str]:
-    """Data files exist and have the configured columns (reads only the header / first record)."""
-    problems = []
-    need = [cfg.data.dialogue_column, cfg.data.summary_column]
-    for key in ("train_file", "eval_file", "test_file"):
-        path = getattr(cfg.data, key)
-        if path is None:
-            continue
-        required = need if key != "test_file" else [cfg.data.dialogue_column]
-        if not path.is_file():
-            problems.append(f"data.{key}: file not found: {path} (relative paths resolve from {Path.cwd()})")
-            continue
-        try:
-            columns = _columns_of(path)
-        except ValueError as exc:
-            problems.append(f"data.{key}: {exc}")
-            continue
-        missing = [col for col in required if col not in columns]
-        if missing:
-            problems.append(
-                f"data.{key}: {path} has no column {', '.join(repr(m) for m in missing)}; it has {', '.join(columns) or 'no columns'}"
-                f" (set data.dialogue_column / data.summary_column)"
-            )
-    return problems
+def check_data_files(cfg: RunConfig) -> list[CheckedFile]:
+    """Every row of every data file read and checked by the rules training uses (``datafiles``): the
+    columns, empty fields, duplicate ids, malformed rows, the encoding. No tokenizer is loaded."""
+    files = [(role, getattr(cfg.data, role)) for role in ROLES]
+    return [check_data_file(path, cfg.data, role) for role, path in files if path is not None]
 
 
-def _columns_of(path: Path) -> list[str]:
-    suffix = path.suffix.lower()
-    with path.open(encoding="utf-8-sig") as handle:
-        if suffix == ".csv":
-            return next(csv.reader(handle), [])
-        if suffix in (".jsonl", ".json"):
-            for line in handle:
-                if line.strip():
-                    try:
-                        return list(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{path}: first record is not JSON ({exc})") from None
-            return []
-    raise ValueError(f"{path}: unsupported file type '{suffix}'; use .csv or .jsonl")
+def data_file_problems(checked: list[CheckedFile]) -> list[str]:
+    """``data.train_file: <problem>`` lines for every problem found in the files."""
+    return [f"data.{found.role}: {line}" for found in checked for line in found.problems]
 
 
 def validate_files(paths: list[str | Path], overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """All problems in all files (empty list: all valid)."""
+    """All problems in all files (empty list: all valid). Data files' warnings (rows that training will
+    drop, duplicate ids) and a non-UTF-8 encoding are logged to the ``sumtune`` logger."""
     problems: list[str] = []
     for path in paths:
         try:
-            load_config(path, overrides)
+            cfg = load_config(path, overrides, check_files=False)
         except ConfigError as exc:
             problems.extend(exc.problems)
+            continue
+        checked = check_data_files(cfg)
+        problems.extend(f"{path}: {line}" for line in data_file_problems(checked))
+        for found in checked:
+            found.log_findings(log, prefix=f"{path}: data.{found.role}: ")
     return problems

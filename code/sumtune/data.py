@@ -15,14 +15,13 @@ Batching is left to HF: ``DataCollatorForSeq2Seq`` pads each batch to its longes
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from .architectures import Architecture
-from .config import DataConfig, PreprocessingConfig, RunConfig
-from .records import read_records
+from .config import DataConfig, PreprocessingConfig, RunConfig, data_file_problems
+from .datafiles import CheckedFile, Example, check_data_file
 
 log = logging.getLogger("sumtune")
 
@@ -32,13 +31,6 @@ DEFAULT_CHAT_PROMPT = "Summarize the following dialogue.\n\n{dialogue}"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that writes short, faithful summaries of dialogues."
 
 
-@dataclass(frozen=True)
-class Example:
-    id: str
-    dialogue: str
-    summary: Optional[str] = None
-
-
 class DataError(ValueError):
     """A data file or row that cannot be used; the message names the file and row."""
 
@@ -46,42 +38,14 @@ class DataError(ValueError):
 # --- reading ---------------------------------------------------------------------------------------
 
 
-def read_examples(path: Path, data: DataConfig, need_summary: bool = True, limit: Optional[int] = None) -> list[Example]:
-    """Rows of a CSV/JSONL file as Examples; with ``data.clean``, rows with empty fields are dropped (counted)."""
-    rows = read_records(path)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    columns = [data.dialogue_column] + ([data.summary_column] if need_summary else [])
-    missing = [column for column in columns if column not in rows[0]]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(missing)}; it has {', '.join(rows[0])}")
-    examples, dropped = [], []
-    for line, row in enumerate(rows, start=2):
-        dialogue = clean_text(row[data.dialogue_column]) if data.clean else row[data.dialogue_column]
-        summary = row.get(data.summary_column)
-        if summary is not None and data.clean:
-            summary = clean_text(summary)
-        example_id = row.get(data.id_column) or f"row{line}"
-        if not dialogue.strip() or (need_summary and not (summary or "").strip()):
-            if not data.clean:
-                raise DataError(f"{path}: row {line} (id {example_id}): empty dialogue or summary")
-            dropped.append(example_id)
-            continue
-        examples.append(Example(example_id, dialogue, summary))
-        if limit is not None and len(examples) >= limit:
-            break
-    if dropped:
-        log.warning("%s: dropped %d rows with an empty dialogue or summary: %s", path, len(dropped), ", ".join(dropped[:10]))
-    if not examples:
-        raise DataError(f"{path}: every row has an empty dialogue or summary")
-    return examples
-
-
-def clean_text(text: str) -> str:
-    """Unify line breaks (also literal '\\n'), trim each line, collapse runs of spaces, drop blank lines."""
-    text = text.replace("\r\n", "\n").replace("\\n", "\n")
-    lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+def read_examples(path: Path, data: DataConfig, role: str = "train_file", limit: Optional[int] = None) -> list[Example]:
+    """Rows of a data file as Examples, checked by the rules of ``datafiles`` (the same as ``sumtune
+    validate``); with ``data.clean``, rows with an empty field are dropped (a warning counts them)."""
+    checked = check_data_file(path, data, role)
+    if checked.problems:
+        raise DataError("\n".join(checked.problems))
+    checked.log_findings(log)
+    return checked.examples[:limit]
 
 
 # --- prompts ---------------------------------------------------------------------------------------
@@ -173,17 +137,22 @@ def end_token_id(cfg: RunConfig, tokenizer) -> int:
 # for causal models, also when the summary had to be cut.
 
 
-def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenizer, what: str) -> list[int]:
+class Fitted(NamedTuple):
+    ids: list[int]
+    cut: bool  # whether the text had to be shortened to fit
+
+
+def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenizer, what: str) -> Fitted:
     """``encode(text)``, with ``text`` cut at a token boundary until the result has at most ``limit`` ids."""
     ids = encode(text)
     if len(ids) <= limit:
-        return ids
+        return Fitted(ids, cut=False)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     keep = len(offsets) - (len(ids) - limit)
     while keep > 0:
         ids = encode(text[: offsets[keep][0]].rstrip())
         if len(ids) <= limit:
-            return ids
+            return Fitted(ids, cut=True)
         keep -= len(ids) - limit
     overhead = len(encode(""))
     raise DataError(f"{what}: a limit of {limit} tokens leaves no room for the text after the {overhead} tokens "
@@ -197,6 +166,10 @@ def ending_with(ids: list[int], end_id: int) -> list[int]:
 
 def encode_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> list[int]:
     """The token ids a model reads before writing its summary, within ``data.max_source_length``."""
+    return fit_prompt(dialogue, cfg, tokenizer).ids
+
+
+def fit_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> Fitted:
     arch = cfg.arch
     if arch.kind == "seq2seq":
         def encode(text):
@@ -210,14 +183,16 @@ def encode_prompt(dialogue: str, cfg: RunConfig, tokenizer) -> list[int]:
 
 
 def encode_seq2seq(example: Example, cfg: RunConfig, tokenizer) -> dict:
-    input_ids = encode_prompt(example.dialogue, cfg, tokenizer)
-    labels = fit_text(example.summary, lambda text: ending_with(tokenizer(text_target=text)["input_ids"], tokenizer.eos_token_id),
+    source = fit_prompt(example.dialogue, cfg, tokenizer)
+    target = fit_text(example.summary, lambda text: ending_with(tokenizer(text_target=text)["input_ids"], tokenizer.eos_token_id),
                       cfg.data.max_target_length, tokenizer, "data.max_target_length")
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+    return {"input_ids": source.ids, "attention_mask": [1] * len(source.ids), "labels": target.ids,
+            "cut": (source.cut, target.cut)}
 
 
 def encode_causal(example: Example, cfg: RunConfig, tokenizer) -> dict:
-    prompt_ids = encode_prompt(example.dialogue, cfg, tokenizer)
+    prompt = fit_prompt(example.dialogue, cfg, tokenizer)
+    prompt_ids = prompt.ids
     full_prompt = build_prompt(example.dialogue, cfg.arch, cfg.preprocessing, tokenizer)
     frame = completion_frame(example, cfg.arch, cfg.preprocessing, tokenizer, full_prompt)
     lead_ids = tokenizer(frame.lead, add_special_tokens=False)["input_ids"] if frame.lead else []
@@ -225,12 +200,13 @@ def encode_causal(example: Example, cfg: RunConfig, tokenizer) -> dict:
     def encode(text):
         return lead_ids + tokenizer(text, add_special_tokens=False)["input_ids"] + [frame.end_id]
 
-    target_ids = fit_text(example.summary, encode, cfg.data.max_target_length, tokenizer, "data.max_target_length")
-    input_ids = prompt_ids + target_ids
+    target = fit_text(example.summary, encode, cfg.data.max_target_length, tokenizer, "data.max_target_length")
+    input_ids = prompt_ids + target.ids
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + target.ids,
+        "cut": (prompt.cut, target.cut),
     }
 
 
@@ -245,15 +221,17 @@ ENCODERS = {"seq2seq": encode_seq2seq, "causal": encode_causal}
 def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: str):
     """A datasets.Dataset of input_ids/attention_mask/labels; rows left with no target token are dropped.
 
-    Every row is checked against the preprocessing contract; the first is logged as the model sees it.
+    Every row is checked against the preprocessing contract; the first is logged as the model sees it,
+    and how many dialogues and summaries the length limits cut, in one line.
     """
     import datasets
 
     encode = ENCODERS[cfg.arch.kind]
     end_id = end_token_id(cfg, tokenizer)
-    rows, dropped = [], []
+    rows, dropped, cuts = [], [], []
     for example in examples:
         row = encode(example, cfg, tokenizer)
+        cuts.append(row.pop("cut"))
         check_contract(row, example, cfg, tokenizer, end_id)
         if has_target_text(row["labels"], tokenizer):
             rows.append(row)
@@ -267,8 +245,21 @@ def encode_examples(examples: list[Example], cfg: RunConfig, tokenizer, split: s
             f"{split}: all {len(examples)} examples have no target tokens after truncation; raise "
             "data.max_target_length / data.max_source_length or check the summary column"
         )
+    log_truncation(split, cuts, cfg)
     log.info("%s example as the model sees it (special tokens shown):\n%s", split, describe_row(rows[0], tokenizer))
     return datasets.Dataset.from_list(rows)
+
+
+def log_truncation(split: str, cuts: list[tuple[bool, bool]], cfg: RunConfig) -> None:
+    """One line: how many (dialogue, summary) pairs ``cuts`` says were shortened to the length limits."""
+    dialogues, summaries = sum(dialogue for dialogue, _ in cuts), sum(summary for _, summary in cuts)
+    limits = (f"data.max_source_length {cfg.data.max_source_length}, "
+              f"data.max_target_length {cfg.data.max_target_length} tokens")
+    if not dialogues and not summaries:
+        log.info("%s: no dialogue or summary is truncated (%s)", split, limits)
+        return
+    log.warning("%s: truncated %d of %d dialogues and %d of %d summaries to fit %s; raise the limits to keep "
+                "more of them", split, dialogues, len(cuts), summaries, len(cuts), limits)
 
 
 def check_contract(row: dict, example: Example, cfg: RunConfig, tokenizer, end_id: int) -> None:
@@ -309,15 +300,27 @@ def has_target_text(labels: list[int], tokenizer) -> bool:
 class Splits:
     train: list[Example]
     eval: Optional[list[Example]]
+    checked: list[CheckedFile] = field(default_factory=list)  # what reading found (log_splits)
 
 
 def read_splits(cfg: RunConfig) -> Splits:
-    train = read_examples(cfg.data.train_file, cfg.data, limit=cfg.data.max_train_samples)
-    eval_ = None
-    if cfg.data.eval_file is not None:
-        eval_ = read_examples(cfg.data.eval_file, cfg.data, limit=cfg.data.max_eval_samples)
-    log.info("data: %d train, %d eval examples", len(train), len(eval_ or []))
-    return Splits(train, eval_)
+    """The train and eval files, every row checked (``datafiles``); raises DataError listing every
+    problem in both files. Training calls this before it reserves a run directory."""
+    files = {"train_file": cfg.data.train_file, "eval_file": cfg.data.eval_file}
+    checked = {role: check_data_file(path, cfg.data, role) for role, path in files.items() if path is not None}
+    problems = data_file_problems(list(checked.values()))
+    if problems:
+        raise DataError("\n".join(problems))
+    train = checked["train_file"].examples[: cfg.data.max_train_samples]
+    eval_ = checked["eval_file"].examples[: cfg.data.max_eval_samples] if "eval_file" in checked else None
+    return Splits(train, eval_, list(checked.values()))
+
+
+def log_splits(splits: Splits) -> None:
+    """What reading the data found (dropped rows, duplicate ids, a non-UTF-8 file) and the split sizes."""
+    for found in splits.checked:
+        found.log_findings(log)
+    log.info("data: %d train, %d eval examples", len(splits.train), len(splits.eval or []))
 
 
 def tokenizer_training_texts(splits: Splits) -> list[str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from .config import RunConfig
-from .data import clean_text
-from .records import read_records, write_csv_atomic
+from .datafiles import check_data_file
+from .records import write_csv_atomic
 from .trained import RunError, find_run_dir, load_run_config
 from .trained import load as load_trained
 
@@ -59,25 +59,10 @@ def predict(target: str | Path, input_path: Path, output_path: Path, batch_size:
 
 
 def read_test_rows(path: Path, cfg: RunConfig) -> InputRows:
-    """Ids and dialogues in file order; every row must have an id and a non-empty dialogue."""
-    if not path.is_file():
-        raise PredictError(f"input file not found: {path}")
-    try:
-        records = read_records(path)
-    except ValueError as exc:
-        raise PredictError(str(exc)) from None
-    if not records:
-        raise PredictError(f"{path}: no rows")
-    data = cfg.data
-    missing = [column for column in (data.id_column, data.dialogue_column) if column not in records[0]]
-    if missing:
-        raise PredictError(
-            f"{path}: no column {', '.join(repr(c) for c in missing)}; it has {', '.join(records[0])} "
-            "(the run's data.id_column / data.dialogue_column)"
-        )
-    ids = [record[data.id_column] for record in records]
-    dialogues = [clean_text(r[data.dialogue_column]) if data.clean else r[data.dialogue_column] for r in records]
-    empty = [f"{i or '(no id)'} (line {n})" for n, (i, d) in enumerate(zip(ids, dialogues), start=2) if not d.strip()]
-    if empty:
-        raise PredictError(f"{path}: {len(empty)} row(s) with an empty {data.dialogue_column}: {', '.join(empty)}")
-    return InputRows(ids, dialogues)
+    """Ids and dialogues in file order, checked as a test file (``datafiles``: every row needs its own
+    id and a dialogue), read with the run's ``data.encoding``."""
+    checked = check_data_file(path, cfg.data, "test_file")
+    if checked.problems:
+        raise PredictError("\n".join(checked.problems))
+    checked.log_findings(log)
+    return InputRows([e.id for e in checked.examples], [e.dialogue for e in checked.examples])

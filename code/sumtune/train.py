@@ -3,8 +3,8 @@
     sumtune train config/model_configs/tiny_bart.yaml
     sumtune train config/model_configs/tiny_bart.yaml --set training.max_steps=20 --resume
 
-``train()`` is the table of contents: reserve the run directory, read the data, decide the backend,
-load the model, tokenize, fit with the HF Trainer, save, generate on the dev split, score, record.
+``train()`` is the table of contents: read and check the data, reserve the run directory, decide the
+backend, load the model, tokenize, fit with the HF Trainer, save, generate on the dev split, score, record.
 
 Under ``torchrun`` / ``accelerate launch`` (DDP; docs/multi_gpu.md) every process trains, and rank 0
 alone reserves the run directory (its run id is broadcast), writes artifacts and the log, generates
@@ -42,6 +42,7 @@ class RunResult:
 
 
 def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> RunResult:
+    splits = data.read_splits(cfg)  # every row checked: bad data is refused before a run directory exists
     processes = launched_processes(cfg)
     run = reserve_run(cfg, resume, processes)
     run.attach_log()
@@ -52,7 +53,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         if processes.main:
             write_text_atomic(run.model_dir / "config.yaml", cfg.to_yaml())
 
-        splits = data.read_splits(cfg)
+        data.log_splits(splits)
         plan = backends.resolve(cfg, backends.probe_machine(cfg))
         log.info("backend: %s (%s)", plan.backend, plan.reason)
         run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
