@@ -11,7 +11,7 @@ from rouge_score import rouge_scorer
 
 from sumtune import metrics
 from sumtune.metrics import format_table, get_tokenizer, rouge, score_files
-from sumtune.records import read_records, write_csv_atomic, write_json_atomic
+from sumtune.records import atomic_path, read_records, write_csv_atomic, write_json_atomic
 
 TYPES = ["rouge1", "rouge2", "rougeL"]
 DIALOGSUM_TEST = Path(__file__).resolve().parents[2] / "shared/data/en_dialogsum/dialogsum.test.jsonl"
@@ -277,3 +277,16 @@ def test_atomic_writers_round_trip_and_leave_no_temp_files(tmp_path) -> None:
     write_json_atomic(tmp_path / "deep" / "run.json", {"score": 1.5, "name": "한국어"})
     assert json.loads((tmp_path / "deep" / "run.json").read_text(encoding="utf-8"))["name"] == "한국어"
     assert sorted(p.name for p in (tmp_path / "deep").rglob("*")) == ["dir", "rows.csv", "run.json"]
+
+
+def test_atomic_path_renames_on_success_and_keeps_the_old_file_on_failure(tmp_path) -> None:
+    target = tmp_path / "chart.png"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".png" and not temporary.exists()
+        temporary.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise OSError("disk full")
+    assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["chart.png"]

@@ -112,3 +112,20 @@ def test_cli_writes_to_reports_timestamp_by_default(run_dirs, tmp_path, monkeypa
     assert re.fullmatch(r"\d{8}-\d{6}", directory.name)
     assert f"reports/{directory.name}/comparison.md" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_chart_that_fails_to_save_leaves_the_previous_chart_whole(run_dirs, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    out = write_report(run_dirs, tmp_path / "report")
+    before = (out / "rouge.png").read_bytes()
+
+    def save_half_then_fail(self, path, **kwargs):
+        Path(path).write_bytes(PNG_MAGIC + b"half a chart")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(run_dirs, out)
+    assert (out / "rouge.png").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.html", "comparison.md", "rouge.png"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .artifacts import TIMESTAMP_FORMAT
-from .records import write_csv_atomic, write_text_atomic
+from .records import atomic_path, write_csv_atomic, write_text_atomic
 
 ROUGE_KEYS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
 ERROR_CELL_CHARS = 160
@@ -244,7 +244,8 @@ def to_html(runs: list[dict], chart: Optional[Path] = None) -> str:
 
 
 def draw_rouge_chart(runs: list[dict], path: Path) -> Path:
-    """Grouped bars of ROUGE-1/2/L per scored run (in report order), each bar labelled with its value."""
+    """Grouped bars of ROUGE-1/2/L per scored run (in report order), each bar labelled with its value;
+    written through a temporary file, so a failed save leaves the previous chart whole."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,7 +279,8 @@ def draw_rouge_chart(runs: list[dict], path: Path) -> Path:
         if unscored:
             fig.text(0.01, 0.01, "not shown (no scores): " + ", ".join(unscored), fontsize=8, color="#b42318")
         fig.tight_layout(rect=(0, 0.04 if unscored else 0, 1, 1))
-        fig.savefig(path, format="png", metadata={"Software": None})  # no URL inside the embedded image
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png", metadata={"Software": None})  # no URL inside the embedded image
     finally:
         plt.close(fig)
     return path
