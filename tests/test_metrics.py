@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
 from rouge_score import rouge_scorer
 
 from sumtune import metrics
+from sumtune.cli import main
 from sumtune.metrics import format_table, get_tokenizer, rouge, score_files
-from sumtune.records import read_records, write_csv_atomic, write_json_atomic
+from sumtune.records import atomic_path, read_records, write_csv_atomic, write_json_atomic
 
 TYPES = ["rouge1", "rouge2", "rougeL"]
 DIALOGSUM_TEST = Path(__file__).resolve().parents[2] / "shared/data/en_dialogsum/dialogsum.test.jsonl"
@@ -176,18 +178,57 @@ def test_unknown_tokenizer_lists_the_choices() -> None:
 # --- guards -------------------------------------------------------------------------------------
 
 
-def test_text_with_no_tokens_is_an_error_naming_the_example() -> None:
-    with pytest.raises(ValueError, match=r"example 1 \(id 'b'\) prediction '!!!'"):
-        rouge(["fine", "!!!"], ["fine", "good"], tokenizer="english", ids=["a", "b"])
-    with pytest.raises(ValueError, match="example 0 reference 1"):
-        rouge(["fine"], [["fine", "???"]], tokenizer="english")
+class FakeMeCab:
+    """python-mecab-ko's MeCab where '~~~' has no morphemes (the package is not installed here)."""
+
+    def morphs(self, text: str) -> list[str]:
+        return [] if text.strip() == "~~~" else text.split()
 
 
-def test_empty_prediction_scores_zero_but_empty_reference_is_an_error() -> None:
-    result = rouge(["", "same words"], ["some words", "same words"], tokenizer="english")
-    assert result.rouge1 == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="example 1 reference 0 is empty"):
-        rouge(["a b", "a b"], ["a b", " "], tokenizer="whitespace")
+@pytest.mark.parametrize(
+    "name, tokenless",
+    [("english", "..."), ("english", "!!! ???"), ("auto", "..."), ("whitespace", " \t\n"), ("kiwi", "\u3000"),
+     ("mecab", "~~~"), ("kiwi", "")],
+)
+def test_a_prediction_without_tokens_scores_zero_and_is_counted(monkeypatch, name, tokenless) -> None:
+    monkeypatch.setattr(metrics, "_mecab_instance", FakeMeCab)
+    result = rouge(["same words", tokenless], ["same words", "other words"], tokenizer=name, ids=["a", "b"])
+    assert result.n_examples == 2 and result.n_empty_predictions == 1 and result.n_skipped_examples == 0
+    assert result.rouge1 == pytest.approx(0.5) and result.rougeL_max == pytest.approx(0.5)
+    assert result.as_dict()["n_empty_predictions"] == 1
+
+
+def test_more_than_ten_percent_empty_predictions_warns_with_the_usual_causes(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("sumtune"), "propagate", True)  # the CLI tests turn it off
+    references = [f"#Person1# talks about topic {i}." for i in range(40)]
+    with caplog.at_level(logging.WARNING, logger="sumtune"):
+        result = rouge([""] * 40, references, tokenizer="english")  # a tiny T5 that stops at once
+    assert (result.n_empty_predictions, result.n_examples, result.score) == (40, 40, 0.0)
+    [warning] = [r.getMessage() for r in caplog.records if "predictions" in r.getMessage()]
+    assert "40 of 40 predictions (100%) are empty or have no tokens under the 'english'" in warning
+    for cause in ("end token", "too few training steps", "learning rate", "max_new_tokens", "stop id"):
+        assert cause in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sumtune"):
+        exactly_ten = rouge([""] * 4 + ["a word"] * 36, ["a word"] * 40, tokenizer="english")
+    assert exactly_ten.n_empty_predictions == 4 and exactly_ten.rouge1 == pytest.approx(0.9)
+    assert not caplog.records  # counted, but 10 % is not "more than 10 %"
+
+
+def test_a_reference_without_tokens_is_ignored_and_an_example_with_none_is_skipped(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(logging.getLogger("sumtune"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="sumtune"):
+        result = rouge(["a b", "c d", "e f"], [["a b", ""], ["..."], ["x y", "e f"]], tokenizer="english",
+                       ids=["k", "l", "m"])
+    assert (result.n_examples, result.n_skipped_examples, result.n_empty_predictions) == (2, 1, 0)
+    assert result.rouge1 == pytest.approx((1.0 + 0.5) / 2)  # "a b" against "a b" only; "e f" against both
+    assert result.rouge1_max == pytest.approx(1.0)
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "example 0 (id 'k') reference 1, example 1 (id 'l') reference 0" in warning
+    assert "1 example(s) had no other reference" in warning
+    with pytest.raises(ValueError, match=r"nothing to score: .*'whitespace'.*example 0, example 1"):
+        rouge(["a", "b"], [" ", ["", "\n"]], tokenizer="whitespace")
 
 
 def test_mismatched_lengths_name_both_counts() -> None:
@@ -258,6 +299,24 @@ def test_dialogsum_test_subset_matches_rouge_scorer(tmp_path) -> None:
     assert result.n_examples == 50 and result.tokenizer == "auto(english)"
 
 
+def test_sumtune_score_shows_the_empty_count_and_prints_the_warning(tmp_path, capsys, monkeypatch) -> None:
+    sumtune_logger = logging.getLogger("sumtune")
+    monkeypatch.setattr(sumtune_logger, "handlers", [])  # so the CLI's handler writes to this test's stderr
+    monkeypatch.setattr(sumtune_logger, "propagate", sumtune_logger.propagate)
+    rows = [{"id": f"d{i}", "prediction": "" if i < 3 else "the cat sat", "reference": "the cat sat"} for i in range(5)]
+    path = write_csv_atomic(tmp_path / "predictions.csv", rows, ["id", "prediction", "reference"])
+
+    assert main(["score", "--predictions", str(path), "--tokenizer", "english"]) == 0
+    out = capsys.readouterr()
+    assert re.search(r"^empty\s+3\b", out.out, re.MULTILINE) and "rouge1" in out.out
+    assert "3 of 5 predictions (60%) are empty" in out.err and "max_new_tokens" in out.err
+    assert "id 'd0'" in out.err
+
+    assert main(["score", "--predictions", str(path), "--tokenizer", "english", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["n_empty_predictions"] == 3 and scores["rouge1"] == pytest.approx(0.4)
+
+
 # --- records (shared reader and atomic writers used above) --------------------------------------
 
 
@@ -277,3 +336,16 @@ def test_atomic_writers_round_trip_and_leave_no_temp_files(tmp_path) -> None:
     write_json_atomic(tmp_path / "deep" / "run.json", {"score": 1.5, "name": "한국어"})
     assert json.loads((tmp_path / "deep" / "run.json").read_text(encoding="utf-8"))["name"] == "한국어"
     assert sorted(p.name for p in (tmp_path / "deep").rglob("*")) == ["dir", "rows.csv", "run.json"]
+
+
+def test_atomic_path_renames_on_success_and_keeps_the_old_file_on_failure(tmp_path) -> None:
+    target = tmp_path / "chart.png"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".png" and not temporary.exists()
+        temporary.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise OSError("disk full")
+    assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["chart.png"]

@@ -16,8 +16,11 @@ from sumtune.report import ReportError, find_run_json, write_report
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(root: Path, run_id: str, status: str = "completed", scores=None, in_metrics_json=False, **facts) -> str:
-    """models/{run_id}/ and outputs/{run_id}/results/run.json (+ metrics.json) as train() leaves them."""
+def fake_run(root: Path, run_id: str, status: str = "completed", scores=None, in_metrics_json=False,
+             scored_on: dict | None = None, **facts) -> str:
+    """models/{run_id}/ and outputs/{run_id}/results/run.json (+ metrics.json) as train() leaves them.
+
+    ``scored_on`` overrides the metrics' n_examples / tokenizer and adds eval_file_sha256 (older runs lack it)."""
     (root / "models" / run_id).mkdir(parents=True)
     results = root / "outputs" / run_id / "results"
     results.mkdir(parents=True)
@@ -28,6 +31,7 @@ def fake_run(root: Path, run_id: str, status: str = "completed", scores=None, in
     manifest.update(facts)
     if scores is not None:
         metrics = dict(zip(("rouge1", "rouge2", "rougeL"), scores), score=sum(scores), n_examples=3, tokenizer="kiwi")
+        metrics.update(scored_on or {})
         (results / "metrics.json").write_text(json.dumps(metrics))
         if not in_metrics_json:
             manifest["metrics"] = metrics
@@ -112,3 +116,86 @@ def test_cli_writes_to_reports_timestamp_by_default(run_dirs, tmp_path, monkeypa
     assert re.fullmatch(r"\d{8}-\d{6}", directory.name)
     assert f"reports/{directory.name}/comparison.md" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+SHA_DEV = "a" * 12 + "1" * 52
+SHA_OTHER = "b" * 12 + "2" * 52
+
+
+def test_runs_scored_on_different_data_are_ranked_only_within_their_group(tmp_path):
+    root = tmp_path / "work"
+    on = lambda sha, n=40, tokenizer="kiwi": dict(eval_file_sha256=sha, n_examples=n, tokenizer=tokenizer,
+                                                  n_empty_predictions=0)
+    ids = [
+        fake_run(root, "a_20250101-000001", scores=(0.3, 0.1, 0.2), scored_on=on(SHA_DEV, tokenizer="auto(english)")),
+        fake_run(root, "b_20250101-000002", scores=(0.2, 0.1, 0.1), scored_on=on(SHA_DEV, tokenizer="auto(kiwi)")),
+        fake_run(root, "c_20250101-000003", scores=(0.5, 0.3, 0.4), scored_on=on(SHA_OTHER)),  # best, other file
+        fake_run(root, "d_20250101-000004", scores=(0.4, 0.2, 0.3), scored_on=on(SHA_DEV, tokenizer="english")),
+        fake_run(root, "e_20250101-000005", scores=(0.6, 0.4, 0.5), scored_on=on(SHA_DEV, n=20)),
+        fake_run(root, "f_20250101-000006", scores=(0.1, 0.0, 0.1),
+                 scored_on=on(SHA_DEV, tokenizer="auto(kiwi+english)") | dict(n_empty_predictions=31)),
+        fake_run(root, "g_20250101-000007", status="failed", error="RuntimeError: boom"),
+    ]
+    out = write_report([root / "models" / run_id for run_id in ids], tmp_path / "report")
+
+    markdown = (out / "comparison.md").read_text(encoding="utf-8")
+    top = markdown.split("| group")[0]
+    assert "not all comparable" in top and "4 groups" in top
+    assert f"group 1: eval file sha256 {SHA_DEV[:12]}, 40 examples, ROUGE tokenizer auto (3 run(s))" in top
+    for line in (f"{SHA_OTHER[:12]}, 40 examples, ROUGE tokenizer kiwi",
+                 f"{SHA_DEV[:12]}, 20 examples, ROUGE tokenizer kiwi",
+                 f"{SHA_DEV[:12]}, 40 examples, ROUGE tokenizer english"):
+        assert line in top
+    header, *rows = table_rows(markdown)
+    column = {name: header.index(name) for name in ("group", "rank", "run", "eval file sha256", "examples",
+                                                    "ROUGE tokenizer", "empty predictions")}
+    ranked = [(row[column["group"]], row[column["rank"]], row[column["run"]][0]) for row in rows]
+    assert ranked[:3] == [("1", "1", "a"), ("1", "2", "b"), ("1", "3", "f")]  # all three: tokenizer auto
+    assert sorted((run, rank) for _, rank, run in ranked[3:6]) == [("c", "1"), ("d", "1"), ("e", "1")]  # each alone
+    assert {group for group, _, _ in ranked[3:6]} == {"2", "3", "4"}
+    assert ranked[6] == ("", "", "g")  # the failed run is shown, outside the ranking
+    f_row = rows[2]
+    assert f_row[column["eval file sha256"]] == SHA_DEV[:12] and f_row[column["examples"]] == "40"
+    assert f_row[column["empty predictions"]] == "31" and f_row[column["ROUGE tokenizer"]] == "auto(kiwi+english)"
+
+    table = list(csv.DictReader(io.StringIO((out / "comparison.csv").read_text(encoding="utf-8"))))
+    assert {r["eval file sha256"] for r in table[:6]} == {SHA_DEV, SHA_OTHER}  # in full
+    assert [(r["group"], r["rank"]) for r in table[:3]] == [("1", "1"), ("1", "2"), ("1", "3")]
+    assert table[-1]["group"] == "" and table[-1]["status"] == "failed"
+    page = (out / "comparison.html").read_text(encoding="utf-8")
+    assert "not all comparable" in page.split("<table>")[0] and "<th>eval file sha256</th>" in page
+
+
+def test_runs_without_an_eval_hash_are_grouped_as_unknown_and_the_report_says_so(run_dirs, tmp_path):
+    markdown = (write_report(run_dirs, tmp_path / "alone") / "comparison.md").read_text(encoding="utf-8")
+    top = markdown.split("| group")[0]
+    assert "3 scored run(s) recorded no eval file hash" in top and "not all comparable" not in top  # one group
+    header, *rows = table_rows(markdown)
+    assert [row[header.index("eval file sha256")] for row in rows] == ["unknown"] * 3 + [""]
+
+    newer = fake_run(tmp_path / "work", "newer_20250102-000000", scores=(0.1, 0.1, 0.1),
+                     scored_on=dict(eval_file_sha256=SHA_DEV))
+    markdown = (write_report([*run_dirs, tmp_path / "work" / "models" / newer], tmp_path / "mixed")
+                / "comparison.md").read_text(encoding="utf-8")
+    top = markdown.split("| group")[0]
+    assert "2 groups" in top and "unknown eval file, 3 examples, ROUGE tokenizer kiwi (3 run(s))" in top
+    header, *rows = table_rows(markdown)
+    assert rows[0][header.index("run")] == "newer_20250102-000000"  # a known eval file first, ranked 1 alone
+    assert rows[0][header.index("rank")] == "1" and rows[1][header.index("rank")] == "1"
+
+
+def test_a_chart_that_fails_to_save_leaves_the_previous_chart_whole(run_dirs, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    out = write_report(run_dirs, tmp_path / "report")
+    before = (out / "rouge.png").read_bytes()
+
+    def save_half_then_fail(self, path, **kwargs):
+        Path(path).write_bytes(PNG_MAGIC + b"half a chart")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(run_dirs, out)
+    assert (out / "rouge.png").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.html", "comparison.md", "rouge.png"]

@@ -4,6 +4,7 @@ the seed `trainer.py --mode multi_model` and scripts/run_multi_model_experiments
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
 import os
@@ -65,6 +66,12 @@ def test_sweep_goes_on_past_failures_and_reports_every_run(tmp_path, capsys):
     with (tmp_path / "report" / "comparison.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["name"] for r in rows][0] == "good"
+    dev_sha256 = hashlib.sha256((SAMPLE / "ko_dev.csv").read_bytes()).hexdigest()
+    assert manifest_of("good", root)["eval_file_sha256"] == dev_sha256
+    good = rows[0]
+    assert (good["group"], good["rank"], good["eval file sha256"], good["examples"]) == ("1", "1", dev_sha256, "2")
+    assert rows[0]["ROUGE tokenizer"].startswith("auto") and rows[0]["empty predictions"].isdigit()
+    assert all(r["group"] == r["rank"] == "" for r in rows[1:])  # failed runs: shown, not ranked
     assert sorted(r["name"] for r in rows[1:]) == ["bad_targets", "no_data"]
     assert all(r["status"] == "failed" and r["error"] for r in rows[1:])
     out = capsys.readouterr()

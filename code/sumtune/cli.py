@@ -150,7 +150,9 @@ def run_report(args) -> int:
 
 def run_score(args) -> int:
     from .metrics import format_table, score_files
+    from .sweep import console_logging
 
+    console_logging()  # warnings (many empty predictions, ignored references) go to stderr
     try:
         result = score_files(
             args.predictions,

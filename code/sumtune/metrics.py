@@ -12,6 +12,11 @@ token in all of them.
 
 Several references per example: `rouge1` etc. average the F1 over the references (the competition
 rule), `rouge1_max` etc. take the best reference. `score` is rouge1 + rouge2 + rougeL.
+
+No text makes scoring fail (it runs after training): a prediction that is empty or has no tokens
+under the tokenizer scores 0 and is counted (`n_empty_predictions`; more than 10 % logs a warning that
+says what it usually means); a reference without tokens is ignored, and an example left without any
+reference is left out of the scores and counted (`n_skipped_examples`, with a warning).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 from rouge_score import rouge_scorer, tokenizers
 
@@ -36,6 +41,7 @@ TAG_PATTERN = re.compile(r"#[A-Za-z][A-Za-z0-9_]*#")
 HANGUL_PATTERN = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
 KOREAN_EXTRA_HINT = "pip install 'sumtune[korean]'  (or: pip install kiwipiepy)"
 MECAB_HINT = "pip install python-mecab-ko"
+EMPTY_WARNING_SHARE = 0.10  # more empty predictions than this share of the examples logs a warning
 
 
 class Tokenizer(Protocol):
@@ -262,7 +268,9 @@ class RougeResult:
     rouge1_max: float
     rouge2_max: float
     rougeL_max: float
-    n_examples: int
+    n_examples: int  # examples scored
+    n_empty_predictions: int  # of those, predictions that were empty or had no tokens (each scored 0)
+    n_skipped_examples: int  # examples left out: no reference with tokens
     tokenizer: str
     score: float = dataclasses.field(init=False)
 
@@ -281,19 +289,68 @@ def rouge(
 ) -> RougeResult:
     """Score predictions against one reference each (list of str) or several (list of lists).
 
-    An empty prediction scores 0. A reference that is empty, or any non-empty text that the tokenizer
-    turns into no tokens, raises ValueError naming the example (and its id when `ids` is given).
+    A prediction that is empty or tokenizes to nothing scores 0 and is counted (`n_empty_predictions`).
+    A reference that is empty or tokenizes to nothing is ignored; an example with no other reference is
+    left out (`n_skipped_examples`). Both log a warning naming the examples (with their ids when `ids`
+    is given). Only mismatched lengths, non-str texts, or nothing left to score raise.
     """
     reference_sets = _reference_sets(references)
     _check_lengths(predictions, reference_sets, ids)
     scorers = _ExampleScorers(get_tokenizer(tokenizer))
-    per_example = []
+    per_example, empty, skipped, ignored_references = [], [], [], []
     for index, (prediction, refs) in enumerate(zip(predictions, reference_sets)):
         example = _describe_example(index, ids)
+        _check_types(prediction, refs, example)
         scorer, cached = scorers.for_texts([prediction, *refs])
-        _check_texts(cached, prediction, refs, example)
-        per_example.append(_score_example(scorer, prediction, refs))
-    return _aggregate(per_example, scorers.label)
+        usable = [reference for reference in refs if cached.tokenize(reference)]
+        ignored_references += [
+            f"{example} reference {i}" for i, reference in enumerate(refs) if not cached.tokenize(reference)
+        ]
+        if not usable:
+            skipped.append(example)
+        elif not cached.tokenize(prediction):
+            empty.append(example)
+            per_example.append(dict.fromkeys(ROUGE_TYPES, (0.0, 0.0)))
+        else:
+            per_example.append(_score_example(scorer, prediction, usable))
+    if not per_example:
+        raise ValueError(
+            f"nothing to score: no reference has any token under the {scorers.label!r} ROUGE tokenizer "
+            f"({_listing(skipped)}); check the reference column, or choose another tokenizer"
+        )
+    result = _aggregate(per_example, scorers.label, n_empty=len(empty), n_skipped=len(skipped))
+    _warn_about_texts(result, empty, skipped, ignored_references)
+    return result
+
+
+def empty_predictions_warning(n_empty: int, n_total: int, how: str = "empty") -> Optional[str]:
+    """The warning for more than 10 % empty predictions, saying what that usually means; else None."""
+    if not n_total or n_empty / n_total <= EMPTY_WARNING_SHARE:
+        return None
+    return (
+        f"{n_empty} of {n_total} predictions ({n_empty / n_total:.0%}) are {how}; each scores 0. "
+        "This usually means the model ends its summary at once: it learned the end token before any "
+        "words (too few training steps, or a learning rate too low or too high), "
+        "generation.max_new_tokens is too small, or a stop id (the EOS or end-of-turn token) is the "
+        "first thing it writes. Read the predictions before trusting the score."
+    )
+
+
+def _warn_about_texts(result: RougeResult, empty: list[str], skipped: list[str], ignored: list[str]) -> None:
+    how = f"empty or have no tokens under the {result.tokenizer!r} ROUGE tokenizer"
+    warning = empty_predictions_warning(result.n_empty_predictions, result.n_examples, how)
+    if warning:
+        logger.warning("%s (%s)", warning, _listing(empty))
+    if ignored or skipped:
+        logger.warning(
+            "%d reference(s) are empty or have no tokens under the %r ROUGE tokenizer and were ignored (%s); "
+            "%d example(s) had no other reference and were left out of the scores",
+            len(ignored), result.tokenizer, _listing(ignored), result.n_skipped_examples,
+        )
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    return ", ".join(items[:limit]) + (f" ... ({len(items)} in all)" if len(items) > limit else "")
 
 
 class _ExampleScorers:
@@ -343,32 +400,12 @@ def _describe_example(index: int, ids: Sequence[str] | None) -> str:
     return f"example {index}" if ids is None else f"example {index} (id {ids[index]!r})"
 
 
-def _check_texts(
-    tokenizer: _CachingTokenizer, prediction: str, references: list[str], example: str
-) -> None:
-    if not references:
-        raise ValueError(f"{example} has no reference summaries")
-    _check_text(tokenizer, prediction, f"{example} prediction", allow_empty=True)
-    for position, reference in enumerate(references):
-        _check_text(tokenizer, reference, f"{example} reference {position}", allow_empty=False)
-
-
-def _check_text(tokenizer: _CachingTokenizer, text: str, where: str, allow_empty: bool) -> None:
-    if not isinstance(text, str):
-        raise TypeError(f"{where} is {type(text).__name__}, expected str")
-    if not text.strip():
-        if allow_empty:
-            return
-        raise ValueError(f"{where} is empty; every example needs a non-empty reference")
-    if not tokenizer.tokenize(text):
-        raise ValueError(
-            f"{where} {_shorten(text)!r} is not empty but tokenizes to zero tokens; "
-            "choose another tokenizer (e.g. tokenizer='whitespace') or clean the text"
-        )
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _check_types(prediction: str, references: list[str], example: str) -> None:
+    texts = [(f"{example} prediction", prediction)]
+    texts += [(f"{example} reference {i}", reference) for i, reference in enumerate(references)]
+    for where, text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"{where} is {type(text).__name__}, expected str")
 
 
 def _score_example(
@@ -383,11 +420,16 @@ def _score_example(
     return summary
 
 
-def _aggregate(per_example: list[dict[str, tuple[float, float]]], label: str) -> RougeResult:
+def _aggregate(
+    per_example: list[dict[str, tuple[float, float]]], label: str, n_empty: int, n_skipped: int
+) -> RougeResult:
     count = len(per_example)
     means = {t: sum(e[t][0] for e in per_example) / count for t in ROUGE_TYPES}
     maxes = {f"{t}_max": sum(e[t][1] for e in per_example) / count for t in ROUGE_TYPES}
-    return RougeResult(**means, **maxes, n_examples=count, tokenizer=label)
+    return RougeResult(
+        **means, **maxes, n_examples=count, n_empty_predictions=n_empty, n_skipped_examples=n_skipped,
+        tokenizer=label,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +475,8 @@ def score_files(
     Columns: the prediction column falls back from "prediction" to "summary". References default to
     "reference", else "summary", else every summaryN column (DialogSum test: summary1..summary3).
     With two files, rows pair up by id (`id_column`, or "id") when both have one, else by position.
-    Reference rows without a prediction are ignored; `n_examples` counts what was scored.
+    Reference rows without a prediction are ignored; `n_examples` counts what was scored. Empty
+    predictions and references are handled as in `rouge()`.
     """
     predicted = _Table.read(predictions_path)
     pred_column = _prediction_column(predicted, prediction_column)
@@ -526,5 +569,8 @@ def format_table(result: RougeResult) -> str:
         lines.append(f"{rouge_type:<10}{mean:>10.4f}{best:>10.4f}")
     lines.append(f"{'score':<10}{result.score:>10.4f}   (rouge1 + rouge2 + rougeL, mean-ref)")
     lines.append(f"{'n':<10}{result.n_examples:>10d}")
+    lines.append(f"{'empty':<10}{result.n_empty_predictions:>10d}   (predictions without tokens, scored 0)")
+    if result.n_skipped_examples:
+        lines.append(f"{'skipped':<10}{result.n_skipped_examples:>10d}   (examples without a reference)")
     lines.append(f"{'tokenizer':<10}  {result.tokenizer}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from typing import Optional
 
 from .config import RunConfig
 from .datafiles import check_data_file
+from .metrics import empty_predictions_warning
 from .records import write_csv_atomic
 from .trained import RunError, find_run_dir, load_run_config
 from .trained import load as load_trained
@@ -52,7 +53,11 @@ def predict(target: str | Path, input_path: Path, output_path: Path, batch_size:
     summaries = trained.summarize(rows.dialogues, progress=True,
                                   **({"batch_size": batch_size} if batch_size is not None else {}))
     records = [{cfg.data.id_column: i, SUMMARY_COLUMN: s} for i, s in zip(rows.ids, summaries)]
-    return write_csv_atomic(output_path, records, [cfg.data.id_column, SUMMARY_COLUMN])
+    written = write_csv_atomic(output_path, records, [cfg.data.id_column, SUMMARY_COLUMN])
+    warning = empty_predictions_warning(sum(not s.strip() for s in summaries), len(summaries))
+    if warning:
+        log.warning("%s: %s", written, warning)
+    return written
 
 
 # --- input -----------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ new one, never half of one.
         model.save_pretrained(staging)
     with files_moved_into("models/run") as staging:                   # files beside others (adapter, tokenizer)
         tokenizer.save_pretrained(staging)
+    with atomic_path("reports/x/rouge.png") as temporary:   # for writers that take a path
+        figure.savefig(temporary, format="png")
 """
 
 from __future__ import annotations
@@ -235,21 +237,34 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    """Write next to the target, then os.replace, so a reader never sees half a file."""
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ONE target file; rename it onto the target when the block succeeds.
+
+    For library writers that take a path (matplotlib's savefig, safetensors' save_file): a reader never
+    sees half a file, and a failure leaves the old file as it was and no temporary file behind. The
+    temporary name keeps the target's suffix, for writers that pick a format from it.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 honours the umask, unlike tempfile's fixed 0o600.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        with open(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _write_text_atomic(path: Path, text: str) -> Path:
+    """Write next to the target, fsync, then rename, so a reader never sees half a file."""
+    with atomic_path(path) as temporary:
+        # os.open with 0o666 honours the umask, unlike tempfile's fixed 0o600.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
     return path
 
 

@@ -4,8 +4,11 @@
     sumtune report outputs/*/ --out reports/kobart-vs-t5
 
 A run is named by its models/{run_id} or outputs/{run_id}[/results] directory (or its run.json).
-Rows are sorted by score (ROUGE-1 + ROUGE-2 + ROUGE-L), runs without a score after them and failed
-runs last, with their error. Nothing is re-run; only files are read.
+Scores are compared only where they mean the same thing: scored runs are grouped by (eval file
+content hash, number of examples, ROUGE tokenizer) and ranked by score (ROUGE-1 + ROUGE-2 + ROUGE-L)
+within their group; the top of the report says when there is more than one group, and when runs
+made before sumtune recorded `eval_file_sha256` share the "unknown eval file" grouping. Runs without
+a score follow, failed runs last with their error, outside the ranking. Nothing is re-run.
 
     {out}/comparison.md     a GitHub-flavoured Markdown table, then the errors of failed runs
     {out}/comparison.csv    the same columns, full values
@@ -21,13 +24,15 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from .artifacts import TIMESTAMP_FORMAT
-from .records import write_csv_atomic, write_text_atomic
+from .records import atomic_path, write_csv_atomic, write_text_atomic
 
 ROUGE_KEYS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
 ERROR_CELL_CHARS = 160
+HASH_CELL_CHARS = 12
+UNKNOWN_EVAL_FILE = "unknown"
 
 
 class ReportError(ValueError):
@@ -37,12 +42,44 @@ class ReportError(ValueError):
 @dataclass(frozen=True)
 class Column:
     header: str
-    value: Callable[[dict], Any]  # from a run's manifest (metrics merged in)
-    fmt: Callable[[Any], str] = str
+    value: Callable[[dict], Any]  # from a run's manifest (metrics merged in); CSV gets it in full
+    fmt: Callable[[Any], str] = str  # Markdown and HTML cells
+    numeric: bool = False  # right-aligned
+
+
+class Comparable(NamedTuple):
+    """What a score depends on besides the model: runs with equal keys can be ranked together."""
+
+    eval_file_sha256: Optional[str]  # None: a run made before sumtune recorded it
+    n_examples: Optional[int]
+    tokenizer: Optional[str]  # the configured one: "auto(kiwi+english)" counts as "auto"
+
+    def describe(self) -> str:
+        sha = self.eval_file_sha256
+        eval_file = f"eval file sha256 {sha[:HASH_CELL_CHARS]}" if sha else "unknown eval file"
+        return f"{eval_file}, {self.n_examples} examples, ROUGE tokenizer {self.tokenizer}"
 
 
 def _metric(key: str) -> Callable[[dict], Any]:
     return lambda m: (m.get("metrics") or {}).get(key)
+
+
+def _scored(m: dict) -> bool:
+    return isinstance(_metric("score")(m), (int, float))
+
+
+def _ranked(m: dict) -> bool:
+    return _scored(m) and m.get("status") == "completed"
+
+
+def comparable(m: dict) -> Comparable:
+    sha = _metric("eval_file_sha256")(m) or m.get("eval_file_sha256")
+    tokenizer = _metric("tokenizer")(m)
+    return Comparable(sha, _metric("n_examples")(m), tokenizer.split("(")[0] if tokenizer else None)
+
+
+def _eval_file(m: dict) -> Optional[str]:
+    return comparable(m).eval_file_sha256 or (UNKNOWN_EVAL_FILE if _scored(m) else None)
 
 
 def _backend(m: dict) -> Optional[str]:
@@ -61,21 +98,27 @@ def _count(v: Any) -> str:
 
 
 COLUMNS = (
+    Column("group", lambda m: m.get("report_group"), _count, numeric=True),
+    Column("rank", lambda m: m.get("report_rank"), _count, numeric=True),
     Column("run", lambda m: m.get("run_id")),
     Column("name", lambda m: m.get("name")),
     Column("architecture", lambda m: m.get("architecture")),
     Column("checkpoint", lambda m: m.get("checkpoint")),
     Column("backend", _backend),
     Column("quantization", lambda m: m.get("quantization") or ("none" if m.get("backend") else None)),
-    Column("trainable params", lambda m: m.get("trainable_params"), _count),
-    Column("ROUGE-1", _metric("rouge1"), _number(4)),
-    Column("ROUGE-2", _metric("rouge2"), _number(4)),
-    Column("ROUGE-L", _metric("rougeL"), _number(4)),
-    Column("score", _metric("score"), _number(4)),
-    Column("train time (s)", lambda m: m.get("train_time_s"), _number(1)),
-    Column("wall time (s)", lambda m: m.get("wall_time_s"), _number(1)),
-    Column("train tokens/s", lambda m: m.get("train_tokens_per_s"), _number(1)),
-    Column("peak memory (MB)", lambda m: m.get("peak_memory_mb"), _number(0)),
+    Column("trainable params", lambda m: m.get("trainable_params"), _count, numeric=True),
+    Column("ROUGE-1", _metric("rouge1"), _number(4), numeric=True),
+    Column("ROUGE-2", _metric("rouge2"), _number(4), numeric=True),
+    Column("ROUGE-L", _metric("rougeL"), _number(4), numeric=True),
+    Column("score", _metric("score"), _number(4), numeric=True),
+    Column("eval file sha256", _eval_file, lambda v: v[:HASH_CELL_CHARS]),
+    Column("examples", _metric("n_examples"), _count, numeric=True),
+    Column("empty predictions", _metric("n_empty_predictions"), _count, numeric=True),
+    Column("ROUGE tokenizer", _metric("tokenizer")),
+    Column("train time (s)", lambda m: m.get("train_time_s"), _number(1), numeric=True),
+    Column("wall time (s)", lambda m: m.get("wall_time_s"), _number(1), numeric=True),
+    Column("train tokens/s", lambda m: m.get("train_tokens_per_s"), _number(1), numeric=True),
+    Column("peak memory (MB)", lambda m: m.get("peak_memory_mb"), _number(0), numeric=True),
     Column("status", lambda m: m.get("status")),
     Column("error", lambda m: m.get("error")),
 )
@@ -83,7 +126,7 @@ COLUMNS = (
 
 def write_report(paths: Sequence[str | Path], out_dir: Optional[Path] = None) -> Path:
     """Read every run, write the four report files into ``out_dir`` (default reports/{timestamp}); return it."""
-    runs = sort_runs([read_run(path) for path in paths])
+    runs = rank_runs([read_run(path) for path in paths])
     out = Path(out_dir) if out_dir is not None else _fresh_dir(Path("reports"))
     out.mkdir(parents=True, exist_ok=True)
     chart = out / "rouge.png"
@@ -130,15 +173,22 @@ def read_run(path: str | Path) -> dict:
     return manifest
 
 
-def sort_runs(runs: list[dict]) -> list[dict]:
-    """Best score first; completed runs without a score next; failed (and unfinished) runs last."""
+def rank_runs(runs: list[dict]) -> list[dict]:
+    """Copies of the runs in report order; ranked runs carry ``report_group`` (1, 2, ...) and ``report_rank``.
 
-    def key(m: dict):
-        score = _metric("score")(m)
-        rank = 0 if isinstance(score, (int, float)) else 1 if m.get("status") == "completed" else 2
-        return rank, -(score or 0.0), m.get("run_id", "")
-
-    return sorted(runs, key=key)
+    Completed, scored runs are grouped by `comparable` (the biggest group first, runs with a known eval
+    file before the others) and ranked best score first within their group. Completed runs without a
+    score follow, then failed and unfinished runs; these have no group or rank.
+    """
+    by_key: dict[Comparable, list[dict]] = {}
+    for m in sorted((m for m in runs if _ranked(m)), key=lambda m: (-_metric("score")(m), m.get("run_id", ""))):
+        by_key.setdefault(comparable(m), []).append(m)
+    groups = sorted(by_key.items(), key=lambda item: (item[0].eval_file_sha256 is None, -len(item[1]), str(item[0])))
+    ordered = [dict(m, report_group=number, report_rank=rank)
+               for number, (_, members) in enumerate(groups, start=1) for rank, m in enumerate(members, start=1)]
+    rest = sorted((m for m in runs if not _ranked(m)),
+                  key=lambda m: (m.get("status") != "completed", m.get("run_id", "")))
+    return ordered + [dict(m, report_group=None, report_rank=None) for m in rest]
 
 
 def _raw_row(m: dict) -> dict:
@@ -169,7 +219,35 @@ def _failed(runs: list[dict]) -> list[dict]:
 
 def _summary(runs: list[dict]) -> str:
     done = sum(m.get("status") == "completed" for m in runs)
-    return f"{len(runs)} run(s): {done} completed, {len(runs) - done} failed or unfinished. Sorted by score (ROUGE-1 + ROUGE-2 + ROUGE-L F1)."
+    return (f"{len(runs)} run(s): {done} completed, {len(runs) - done} failed or unfinished. Ranked by score "
+            "(ROUGE-1 + ROUGE-2 + ROUGE-L F1) among runs scored on the same eval file (content hash), "
+            "number of examples and ROUGE tokenizer.")
+
+
+def _groups(runs: list[dict]) -> list[tuple[int, Comparable, int]]:
+    """(group number, what its runs share, how many runs) for each group, in report order."""
+    members: dict[int, list[dict]] = {}
+    for m in runs:
+        if m.get("report_group"):
+            members.setdefault(m["report_group"], []).append(m)
+    return [(number, comparable(group[0]), len(group)) for number, group in members.items()]
+
+
+def _comparability_notes(runs: list[dict]) -> list[tuple[str, list[str]]]:
+    """(sentence, its list items): what the top of the report must say before any score is read."""
+    groups = _groups(runs)
+    notes = []
+    if len(groups) > 1:
+        notes.append((f"These runs are not all comparable: they fall in {len(groups)} groups with a different eval "
+                      "file, number of examples or ROUGE tokenizer, and each group is ranked on its own. Compare "
+                      "scores only within a group.",
+                      [f"group {number}: {key.describe()} ({count} run(s))" for number, key, count in groups]))
+    unknown = sum(count for _, key, count in groups if key.eval_file_sha256 is None)
+    if unknown:
+        notes.append((f"{unknown} scored run(s) recorded no eval file hash (made before sumtune recorded "
+                      "eval_file_sha256); they are grouped as 'unknown eval file', whose scores may come from "
+                      "different dev data.", []))
+    return notes
 
 
 # --- Markdown --------------------------------------------------------------------------------------
@@ -180,10 +258,13 @@ def markdown_cell(text: str) -> str:
 
 
 def to_markdown(runs: list[dict]) -> str:
-    lines = ["# Run comparison", "", _summary(runs), "", "![ROUGE per run](rouge.png)", ""]
+    lines = ["# Run comparison", ""]
+    for sentence, items in _comparability_notes(runs):
+        lines += [f"**{sentence}**", ""] + [f"- {item}" for item in items] + ([""] if items else [])
+    lines += [_summary(runs), "", "![ROUGE per run](rouge.png)", ""]
     columns = _table_columns(runs)
     lines.append("| " + " | ".join(c.header for c in columns) + " |")
-    lines.append("|" + "|".join("---:" if c.fmt is not str else "---" for c in columns) + "|")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
     for m in runs:
         lines.append("| " + " | ".join(markdown_cell(cell) for cell in _cells(m, columns)) + " |")
     failed = _failed(runs)
@@ -207,6 +288,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 tr.failed td { background: #fff1f0; }
 pre { background: #f6f8fa; padding: 0.6rem; overflow-x: auto; white-space: pre-wrap; }
 img { max-width: 100%; }
+p.note { font-weight: 600; color: #9a6700; }
 """
 
 
@@ -217,7 +299,7 @@ def to_html(runs: list[dict], chart: Optional[Path] = None) -> str:
     body = []
     for m in runs:
         cells = "".join(
-            f'<td class="num">{esc(cell)}</td>' if c.fmt is not str else f"<td>{esc(cell)}</td>"
+            f'<td class="num">{esc(cell)}</td>' if c.numeric else f"<td>{esc(cell)}</td>"
             for c, cell in zip(columns, _cells(m, columns))
         )
         css_class = ' class="failed"' if m.get("status") != "completed" else ""
@@ -233,30 +315,43 @@ def to_html(runs: list[dict], chart: Optional[Path] = None) -> str:
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Run comparison</title>'
-        f"<style>{CSS}</style></head><body>\n<h1>Run comparison</h1>\n<p>{esc(_summary(runs))}</p>\n{image}\n"
+        f"<style>{CSS}</style></head><body>\n<h1>Run comparison</h1>\n{_html_notes(runs)}\n<p>{esc(_summary(runs))}</p>\n{image}\n"
         f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
         + (f"<h2>Failed runs</h2>{errors}\n" if errors else "")
         + "</body></html>\n"
     )
 
 
+def _html_notes(runs: list[dict]) -> str:
+    parts = []
+    for sentence, items in _comparability_notes(runs):
+        parts.append(f'<p class="note">{html.escape(sentence)}</p>')
+        if items:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+    return "".join(parts)
+
+
 # --- chart -----------------------------------------------------------------------------------------
 
 
 def draw_rouge_chart(runs: list[dict], path: Path) -> Path:
-    """Grouped bars of ROUGE-1/2/L per scored run (in report order), each bar labelled with its value."""
+    """Grouped bars of ROUGE-1/2/L per ranked run (in report order), each bar labelled with its value;
+    written through a temporary file, so a failed save leaves the previous chart whole."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [m for m in runs if isinstance(_metric("score")(m), (int, float))]
-    labels = _chart_labels(scored)
+    scored = [m for m in runs if m.get("report_rank")]
+    several_groups = len({m["report_group"] for m in scored}) > 1
+    labels = [f"{label}\n(group {m['report_group']})" if several_groups else label
+              for m, label in zip(scored, _chart_labels(scored))]
     width = max(6.0, 1.6 * len(scored) + 2.0)
     fig, ax = plt.subplots(figsize=(width, 4.8), dpi=120)
     try:
         if not scored:
-            ax.text(0.5, 0.5, "no run has ROUGE scores", ha="center", va="center", fontsize=14, transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no completed run has ROUGE scores", ha="center", va="center", fontsize=14,
+                    transform=ax.transAxes)
             ax.set_axis_off()
         else:
             bar = 0.26
@@ -271,14 +366,16 @@ def draw_rouge_chart(runs: list[dict], path: Path) -> Path:
             ax.set_xlim(-0.6, len(scored) - 0.4)
             ax.set_ylabel("F1")
             ax.set_ylim(0, max(0.05, top) * 1.25)
-            ax.set_title("ROUGE F1 per run (best score first)", pad=24)
+            order = "best score first within each group" if several_groups else "best score first"
+            ax.set_title(f"ROUGE F1 per run ({order})", pad=24)
             ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
             ax.spines[["top", "right"]].set_visible(False)
         unscored = [m.get("name") or m.get("run_id") for m in runs if m not in scored]
         if unscored:
-            fig.text(0.01, 0.01, "not shown (no scores): " + ", ".join(unscored), fontsize=8, color="#b42318")
+            fig.text(0.01, 0.01, "not shown (not ranked): " + ", ".join(unscored), fontsize=8, color="#b42318")
         fig.tight_layout(rect=(0, 0.04 if unscored else 0, 1, 1))
-        fig.savefig(path, format="png", metadata={"Software": None})  # no URL inside the embedded image
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png", metadata={"Software": None})  # no URL inside the embedded image
     finally:
         plt.close(fig)
     return path

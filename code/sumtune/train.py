@@ -13,6 +13,7 @@ and scores; the other ranks wait for it at a barrier.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import platform
@@ -102,8 +103,13 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
         model_dir=str(run.model_dir),
         results_dir=str(run.results_dir),
         log=str(run.log_path),
+        eval_file_sha256=file_sha256(cfg.data.eval_file),  # runs are compared only on the same dev data
         versions=library_versions(),
     )
+
+
+def file_sha256(path: Optional[Path]) -> Optional[str]:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path is not None else None
 
 
 def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False):
@@ -258,14 +264,21 @@ def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: art
     if cfg.evaluation.max_examples:
         examples = examples[: cfg.evaluation.max_examples]
     log.info("generating %d dev summaries", len(examples))
+    ids, references = [e.id for e in examples], [e.summary for e in examples]
     predictions = generate_summaries(model, tokenizer, [e.dialogue for e in examples], cfg)
-    references = [e.summary for e in examples]
-    scores = rouge(predictions, references, tokenizer=cfg.evaluation.tokenizer, ids=[e.id for e in examples]).as_dict()
-    run.write_predictions([e.id for e in examples], predictions, references)
+    written = run.write_predictions(ids, predictions, references)  # before scoring, which may fail
+    try:
+        result = rouge(predictions, references, tokenizer=cfg.evaluation.tokenizer, ids=ids)
+    except Exception:
+        log.error("scoring failed; the predictions are saved: sumtune score --predictions %s --tokenizer %s",
+                  written, cfg.evaluation.tokenizer)
+        raise
+    scores = dict(result.as_dict(), eval_file_sha256=run.manifest.get("eval_file_sha256"))
     run.write_json("metrics.json", scores)
     run.update(metrics=scores)
-    log.info("ROUGE-1 %.4f  ROUGE-2 %.4f  ROUGE-L %.4f  score %.4f  (%d examples, %s)", scores["rouge1"],
-             scores["rouge2"], scores["rougeL"], scores["score"], scores["n_examples"], scores["tokenizer"])
+    log.info("ROUGE-1 %.4f  ROUGE-2 %.4f  ROUGE-L %.4f  score %.4f  (%d examples, %d empty predictions, %s)",
+             result.rouge1, result.rouge2, result.rougeL, result.score, result.n_examples,
+             result.n_empty_predictions, result.tokenizer)
     return scores
 
 
