@@ -171,6 +171,6 @@ def test_missing_pretrained_checkpoint_fails_in_one_clear_message(tmp_path):
     assert str(tmp_path / "hf") in done.stderr  # the cache directory it looked in
     assert "huggingface-cli download sumtune-tests/no-such-model" in done.stderr
     assert "Traceback" not in done.stderr
-    [run] = find_runs("bart_base", tmp_path)  # name comes from the base config
+    [run] = find_runs("missing", tmp_path)  # its own stem: a run name is never inherited from the base
     manifest = json.loads(run.run_json.read_text())
     assert manifest["status"] == "failed" and "no-such-model" in manifest["error"]
