@@ -43,6 +43,51 @@ def file_facts(directory: Path) -> dict[str, tuple[str, int]]:
 
 
 # --------------------------------------------------------------------------------------------------
+# base_model/: the tokenizer and initial weights a run started from, loaded on --resume
+
+
+@pytest.mark.parametrize("backend, kept", [
+    ("qlora.use_qlora=true", {"tokenizer.json", "model.safetensors", "config.json", "sumtune_base.json"}),
+    ("qlora.use_qlora=false", {"tokenizer.json", "sumtune_base.json"}),  # full: the checkpoint holds every weight
+])
+def test_resume_loads_the_saved_tokenizer_and_init_instead_of_rebuilding_them(tmp_path, monkeypatch, caplog, backend, kept):
+    cfg = tiny_config(tmp_path, "bart", *INTERRUPTED, backend)
+    with pytest.raises(Interrupt):
+        train(cfg, callbacks=[InterruptAt(3)])
+    [run] = find_runs(cfg.name, tmp_path)
+    assert kept <= set(path.name for path in run.scratch_base_dir.iterdir())
+    before = file_facts(run.scratch_base_dir)
+    added = json.loads((run.scratch_base_dir / "sumtune_base.json").read_text())["new_token_ids"]
+    assert added  # the speaker tags: LoRA trains their rows, so resuming must know them
+
+    def retrained(*args, **kwargs):
+        raise AssertionError("--resume trained a new tokenizer instead of loading the run's own")
+
+    monkeypatch.setattr(loading, "train_tokenizer", retrained)
+    if "model.safetensors" in kept:
+        monkeypatch.setattr(loading, "build_scratch_model", lambda *a, **k: pytest.fail("--resume rebuilt the initial weights"))
+    with caplog.at_level(logging.INFO, logger="sumtune"):
+        train(cfg, resume=True)
+    manifest = json.loads(run.run_json.read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["added_token_ids"] == added
+    assert file_facts(run.scratch_base_dir) == before  # same files, same bytes, not even rewritten
+
+
+def test_a_base_model_dir_without_its_facts_file_is_refused_not_overwritten(tmp_path):
+    cfg = tiny_config(tmp_path, "bart")
+    old = tmp_path / "base_model"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes(b"weights of an older sumtune")
+    with pytest.raises(ValueError, match="without its sumtune_base.json .* Start a new run"):
+        loading.load_base(cfg, ["#Person1#: hi"], scratch_dir=old)
+    assert (old / "model.safetensors").read_bytes() == b"weights of an older sumtune"
+    assert loading.saved_scratch_base(cfg, tmp_path / "absent") is None
+    (tmp_path / "empty").mkdir()
+    assert loading.saved_scratch_base(cfg, tmp_path / "empty") is None  # a fresh (temporary) directory is filled
+
+
+# --------------------------------------------------------------------------------------------------
 # Half-written checkpoints
 
 

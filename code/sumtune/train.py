@@ -56,7 +56,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
 
         transformers.set_seed(cfg.training.seed)  # a scratch model's weights and LoRA's initial A matrices
-        scratch_dir = run.scratch_base_dir if processes.main else None  # DDP starts every rank from rank 0's weights
+        # DDP starts every rank from rank 0's weights; a resumed run reads the tokenizer and init it saved
+        scratch_dir = run.scratch_base_dir if processes.main or resume else None
         loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
         model, tokenizer = loaded.model, loaded.tokenizer
         trainable, total = count_parameters(model)

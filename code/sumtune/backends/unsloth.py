@@ -131,8 +131,7 @@ def _source_and_tokenizer(cfg, texts: list[str], scratch_dir: Optional[Path]):
     """
     if cfg.model.init == "scratch":
         directory = Path(scratch_dir) if scratch_dir is not None else Path(tempfile.mkdtemp(prefix="sumtune-scratch-"))
-        base = load_base(cfg, texts, scratch_dir=directory)  # saves the random init there
-        base.tokenizer.save_pretrained(directory)
+        base = load_base(cfg, texts, scratch_dir=directory)  # saves the random init and the tokenizer there
         return str(directory), base.tokenizer, base.new_token_ids
     ensure_available(cfg.model.checkpoint, cfg.model.revision)
     tokenizer = load_tokenizer(cfg, texts)
