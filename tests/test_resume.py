@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 import sumtune
 from sumtune import loading
 from sumtune.artifacts import Run, checkpoint_problem, find_runs, new_run, run_to_resume
-from sumtune.train import train
+from sumtune.train import train, whole_run_loss
 from test_training import Interrupt, InterruptAt, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_resume_loads_the_saved_tokenizer_and_init_instead_of_rebuilding_them(tm
     with caplog.at_level(logging.INFO, logger="sumtune"):
         train(cfg, resume=True)
     manifest = json.loads(run.run_json.read_text())
-    assert manifest["status"] == "completed"
+    assert manifest["status"] == "completed" and manifest["resumed_from_step"] == 2
     assert manifest["added_token_ids"] == added
     assert file_facts(run.scratch_base_dir) == before  # same files, same bytes, not even rewritten
 
@@ -125,3 +125,41 @@ def test_a_run_with_only_half_written_checkpoints_cannot_be_resumed(tmp_path):
         run_to_resume("tiny", tmp_path)
     fake_checkpoint(run, 1)
     assert run_to_resume("tiny", tmp_path).run_id == run.run_id
+
+
+def test_resume_goes_on_from_the_checkpoint_before_a_half_written_one(tmp_path, caplog):
+    cfg = tiny_config(tmp_path, "bart", *INTERRUPTED, "training.max_steps=6")
+    with pytest.raises(Interrupt):
+        train(cfg, callbacks=[InterruptAt(5)])
+    [run] = find_runs(cfg.name, tmp_path)
+    (run.checkpoint_dir / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4, "log_his')  # killed mid-save
+    with caplog.at_level(logging.INFO, logger="sumtune"):
+        train(cfg, resume=True)
+    manifest = json.loads(run.run_json.read_text())
+    assert manifest["status"] == "completed" and (manifest["resumed_from_step"], manifest["train_steps"]) == (2, 6)
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "skipping " + str(run.checkpoint_dir / "checkpoint-4") in messages
+    assert "resuming from " + str(run.checkpoint_dir / "checkpoint-2") in messages
+
+
+# --------------------------------------------------------------------------------------------------
+# The loss of the whole run
+
+
+def state_with(step: int, logged: list[tuple[int, float]]) -> transformers.TrainerState:
+    return transformers.TrainerState(global_step=step, log_history=[{"loss": loss, "step": at} for at, loss in logged])
+
+
+def test_whole_run_loss_weights_each_logged_mean_by_the_steps_it_covers():
+    # steps 1-3 logged as one mean (logging_steps=3), steps 4 alone (the checkpoint's own log); then 4 more steps
+    before = state_with(4, [(3, 2.0), (4, 6.0)])
+    resumed_total = 4 * 1.0
+    assert whole_run_loss(before, resumed_total / 8, 8) == pytest.approx((3 * 2.0 + 6.0 + 4.0) / 8)
+    assert whole_run_loss(transformers.TrainerState(), 1.25, 8) == 1.25  # not resumed: the Trainer's own figure
+
+
+def test_whole_run_loss_without_a_log_at_the_checkpoint_says_what_it_averages(caplog):
+    before = state_with(4, [(3, 2.0)])  # step 4's loss was never logged (a checkpoint from an older sumtune)
+    with caplog.at_level(logging.WARNING, logger="sumtune"):
+        assert whole_run_loss(before, 4 * 1.5 / 8, 8) == pytest.approx(1.5)
+    assert "averages the 4 resumed steps only" in caplog.text
