@@ -43,6 +43,91 @@ def file_facts(directory: Path) -> dict[str, tuple[str, int]]:
 
 
 # --------------------------------------------------------------------------------------------------
+# A real `sumtune train` process, killed with SIGKILL, then resumed
+
+
+KILL_TEST_SETTINGS = [  # 48 examples in batches of 8: 6 steps an epoch, so checkpoint-8 lies inside the second
+    "training.max_steps=16", "training.save_strategy=steps", "training.save_steps=4", "training.save_total_limit=3",
+    "training.logging_steps=3",  # logs fall between checkpoints: the loss total must not depend on them lining up
+    "training.group_by_length=true", "qlora.lora_dropout=0.1",  # data order and dropout must both come back
+    "training.eval_strategy=no", "training.num_train_epochs=50",
+    "evaluation.max_examples=4", "generation.max_new_tokens=12", "data.test_file=null",
+]
+
+
+def sumtune_train(root: Path, *extra: str) -> subprocess.Popen:
+    """`sumtune train` tiny_bart in a process of its own; its console output goes to root/console.txt."""
+    package_root = str(Path(sumtune.__file__).resolve().parents[1])  # the sumtune this test imported
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    settings = [part for item in [*KILL_TEST_SETTINGS, f"output.root={root}"] for part in ("--set", item)]
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "console.txt", "w", encoding="utf-8") as console:  # a file, not a pipe nobody reads while we wait
+        return subprocess.Popen([sys.executable, "-m", "sumtune.cli", "train", str(TINY_BART), *settings, *extra],
+                                cwd=REPO, env=env, stdout=console, stderr=subprocess.STDOUT)
+
+
+def finish(process: subprocess.Popen, root: Path) -> str:
+    process.wait(timeout=300)
+    output = (root / "console.txt").read_text(encoding="utf-8")
+    assert process.returncode == 0, output
+    return output
+
+
+def wait_for_complete_checkpoint(root: Path, step: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        checkpoints = list((root / "models").glob(f"tiny_bart_*/checkpoints/checkpoint-{step}"))
+        if checkpoints and checkpoint_problem(checkpoints[0]) is None:
+            return
+        if process.poll() is not None:
+            console = (root / "console.txt").read_text(encoding="utf-8")
+            pytest.fail(f"sumtune train ended (exit {process.returncode}) before checkpoint-{step}:\n{console}")
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail(f"no complete checkpoint-{step} under {root} after {timeout} s")
+
+
+def test_a_killed_training_process_resumes_to_the_same_result_as_an_uninterrupted_run(tmp_path):
+    finish(sumtune_train(tmp_path / "reference"), tmp_path / "reference")
+    [reference] = find_runs("tiny_bart", tmp_path / "reference")
+
+    root = tmp_path / "killed"
+    killed = sumtune_train(root)
+    wait_for_complete_checkpoint(root, 8, killed)  # the second checkpoint
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    [run] = find_runs("tiny_bart", root)
+    assert json.loads(run.run_json.read_text())["status"] == "running"  # killed mid-training, nothing recorded the end
+    resume_step = int(run.last_checkpoint().name.split("-")[1])
+    assert 8 <= resume_step < 16
+    base_before = file_facts(run.scratch_base_dir)
+    log_before = run.log_path.read_text(encoding="utf-8")
+
+    output = finish(sumtune_train(root, "--resume"), root)
+    assert f"resuming from {run.checkpoint_dir / f'checkpoint-{resume_step}'}: step {resume_step} of 16 done" in output
+    assert find_runs("tiny_bart", root) == [run]  # the same run, continued
+    manifest = json.loads(run.run_json.read_text())
+    expected = json.loads(reference.run_json.read_text())
+    assert manifest["status"] == "completed"
+    assert (manifest["train_steps"], manifest["resumed_from_step"], expected["resumed_from_step"]) == (16, resume_step, None)
+    # the resumed process trained only the steps after the checkpoint
+    resumed_log = run.log_path.read_text(encoding="utf-8")[len(log_before):]
+    logged_steps = [int(step) for step in STEP_LINE.findall(resumed_log)]
+    assert logged_steps and min(logged_steps) > resume_step and max(logged_steps) == 16, logged_steps
+    # and ended exactly where the uninterrupted run ended
+    assert manifest["train_loss"] == pytest.approx(expected["train_loss"], abs=1e-6)
+    assert manifest["last_logged_loss"] == pytest.approx(expected["last_logged_loss"], abs=1e-6)
+    assert manifest["train_tokens"] == expected["train_tokens"]
+    adapter, expected_adapter = (load_file(str(r.model_dir / "adapter_model.safetensors")) for r in (run, reference))
+    assert adapter.keys() == expected_adapter.keys()
+    assert all(torch.equal(adapter[key], expected_adapter[key]) for key in adapter)
+    assert json.loads((run.results_dir / "metrics.json").read_text()) == json.loads((reference.results_dir / "metrics.json").read_text())
+    assert (run.results_dir / "predictions.csv").read_text() == (reference.results_dir / "predictions.csv").read_text()
+    assert file_facts(run.scratch_base_dir) == base_before  # base_model/ read, not rebuilt
+
+
+# --------------------------------------------------------------------------------------------------
 # base_model/: the tokenizer and initial weights a run started from, loaded on --resume
 
 

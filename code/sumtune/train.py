@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import torch
 import transformers
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import artifacts, backends, data
 from .distributed import launched_processes, reserve_run
@@ -107,7 +108,7 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
 def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False):
     seq2seq = cfg.arch.kind == "seq2seq"
     args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
-    trainer_class = transformers.Seq2SeqTrainer if seq2seq else transformers.Trainer
+    trainer_class = ResumableSeq2SeqTrainer if seq2seq else ResumableTrainer
     t = cfg.training
     cuda = torch.cuda.is_available()
     bf16, fp16 = mixed_precision(t.precision, cuda)
@@ -155,6 +156,42 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         processing_class=tokenizer,
         callbacks=all_callbacks,
     )
+
+
+class EpochSeededSampling:
+    """Length-grouped batches in an order drawn from (seed, epoch), so that a run resumed in the middle
+    of an epoch skips into the very order the uninterrupted run used. The HF Trainer's length-grouped
+    sampler draws each epoch's order from the global torch RNG, which a checkpoint cannot give back:
+    the Trainer restores the checkpoint's RNG state only after the resumed epoch's order is drawn."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if not isinstance(sampler, LengthGroupedSampler):
+            return sampler  # the random sampler is seeded per epoch already (accelerate's seedable sampler)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededSampler(sampler, seed)
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    def __init__(self, sampler, seed: int):
+        self.sampler, self.seed = sampler, seed
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer (through accelerate) calls it before each epoch
+        self.sampler.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class ResumableTrainer(EpochSeededSampling, transformers.Trainer):
+    pass
+
+
+class ResumableSeq2SeqTrainer(EpochSeededSampling, transformers.Seq2SeqTrainer):
+    pass
 
 
 def mixed_precision(precision: str, cuda: bool) -> tuple[bool, bool]:
