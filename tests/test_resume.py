@@ -192,7 +192,7 @@ def test_the_newest_complete_checkpoint_is_chosen_and_half_written_ones_are_skip
     fake_checkpoint(run, 9)  # older, complete
     fake_checkpoint(run, 12, state=None)  # killed before trainer_state.json (the Trainer writes it last)
     fake_checkpoint(run, 14, state='{"global_step": 14, "log_hi')  # killed while writing it
-    fake_checkpoint(run, 16, weights=False)  # no weights at all
+    (fake_checkpoint(run, 16, weights=False) / "training_args.bin").write_bytes(b"args, not weights")  # no weights
     (run.checkpoint_dir / "checkpoint-18.tmp").mkdir()  # not a Trainer checkpoint name
     with caplog.at_level(logging.WARNING, logger="sumtune"):
         assert run.last_checkpoint() == complete

@@ -28,7 +28,7 @@ LOGGERS_TO_FILE = ("sumtune", "sumtune.file", "transformers")
 RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the HF Trainer writes it last, after weights, optimizer and RNG states
-CHECKPOINT_WEIGHTS = ("*.safetensors", "*.bin", "global_step*")  # safetensors, pickle, DeepSpeed's shards
+CHECKPOINT_WEIGHTS = ("*model*.safetensors", "*model*.bin", "global_step*")  # (adapter_)model, pickle, DeepSpeed
 
 
 @dataclass
