@@ -324,6 +324,19 @@ def test_name_defaults_to_the_file_stem_and_an_explicit_name_wins(tmp_path, samp
     assert load_config(write_yaml(tmp_path, "other", good_config(sample_csv, name="chosen"))).name == "chosen"
 
 
+def test_a_derived_config_is_named_by_its_own_stem_not_its_bases_name(tmp_path, sample_csv):
+    """Two configs on one named base must not share a run name: --resume and predict find runs by name."""
+    write_yaml(tmp_path, "base", good_config(sample_csv, name="base_run"))
+    write_yaml(tmp_path, "middle", {"_base_": "base.yaml", "training": {"seed": 2}})
+    first = write_yaml(tmp_path, "lr_high", {"_base_": "base.yaml", "training": {"learning_rate": 1e-3}})
+    second = write_yaml(tmp_path, "lr_low", {"_base_": "middle.yaml", "training": {"learning_rate": 1e-5}})
+    assert (load_config(first).name, load_config(second).name) == ("lr_high", "lr_low")
+    assert load_config(second).training.seed == 2  # everything else is still inherited
+    named = write_yaml(tmp_path, "named", {"_base_": "base.yaml", "name": "mine"})
+    assert load_config(named).name == "mine"  # a name written in the file itself wins
+    assert load_config(first, ["name=from_cli"]).name == "from_cli"  # and --set wins over both
+
+
 def test_set_overrides_are_typed(tmp_path, sample_csv):
     path = write_yaml(tmp_path, "run", good_config(sample_csv, training={"learning_rate": 5e-5}))
     cfg = load_config(path, [

@@ -104,7 +104,7 @@ def test_empty_dialogues_are_one_error_listing_their_ids_and_nothing_is_written(
 def test_a_config_resolves_to_its_latest_completed_run(runs, tmp_path):
     run = runs["bart"]
     config = tmp_path / "mine.yaml"
-    config.write_text(f"_base_: {REPO / 'config/model_configs/tiny_bart.yaml'}\noutput: {{root: {run.root}}}\n")
+    config.write_text(f"_base_: {REPO / 'config/model_configs/tiny_bart.yaml'}\nname: tiny_bart\noutput: {{root: {run.root}}}\n")
     later_failed = artifacts.new_run("tiny_bart", run.root)  # newer, but not completed: skipped
     later_failed.update(status="failed", error="boom")
     try:

@@ -132,9 +132,17 @@ class InterruptAt(TrainerCallback):
             raise Interrupt(f"simulated interruption at step {self.step}")
 
 
+class StepRecorder(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
 def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
     overrides = ["training.max_steps=6", "training.save_strategy=steps", "training.save_steps=2",
-                 "training.eval_strategy=no", "training.save_total_limit=3"]
+                 "training.eval_strategy=no", "training.save_total_limit=3", "training.logging_steps=3"]
     cfg = tiny_config(tmp_path, "bart", *overrides)
     with pytest.raises(Interrupt):
         train(cfg, callbacks=[InterruptAt(5)])
@@ -142,11 +150,15 @@ def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
     assert json.loads(interrupted.run_json.read_text())["status"] == "failed"
     assert interrupted.last_checkpoint().name == "checkpoint-4"
 
-    resumed = train(cfg, resume=True).run
+    recorder = StepRecorder()
+    resumed = train(cfg, resume=True, callbacks=[recorder]).run
     assert resumed.run_id == interrupted.run_id  # same run, continued
+    assert recorder.steps == [5, 6]  # only the steps after the checkpoint ran
     manifest = json.loads(resumed.run_json.read_text())
-    assert manifest["status"] == "completed" and manifest["train_steps"] == 6
+    assert manifest["status"] == "completed" and manifest["train_steps"] == 6 and manifest["resumed_from_step"] == 4
     assert len(find_runs(cfg.name, tmp_path)) == 1
+    uninterrupted = json.loads(train(tiny_config(tmp_path / "again", "bart", *overrides)).run.run_json.read_text())
+    assert manifest["train_loss"] == pytest.approx(uninterrupted["train_loss"], abs=1e-6)  # all 6 steps, not the last 2
     with pytest.raises(FileExistsError, match="already completed"):
         train(cfg, resume=True)
 
@@ -171,6 +183,6 @@ def test_missing_pretrained_checkpoint_fails_in_one_clear_message(tmp_path):
     assert str(tmp_path / "hf") in done.stderr  # the cache directory it looked in
     assert "huggingface-cli download sumtune-tests/no-such-model" in done.stderr
     assert "Traceback" not in done.stderr
-    [run] = find_runs("bart_base", tmp_path)  # name comes from the base config
+    [run] = find_runs("missing", tmp_path)  # its own stem: a run name is never inherited from the base
     manifest = json.loads(run.run_json.read_text())
     assert manifest["status"] == "failed" and "no-such-model" in manifest["error"]

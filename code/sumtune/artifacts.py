@@ -26,6 +26,9 @@ log = logging.getLogger("sumtune")
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 LOGGERS_TO_FILE = ("sumtune", "sumtune.file", "transformers")
 RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"  # the HF Trainer writes it last, after weights, optimizer and RNG states
+CHECKPOINT_WEIGHTS = ("*model*.safetensors", "*model*.bin", "global_step*")  # (adapter_)model, pickle, DeepSpeed
 
 # Lines libraries log that are not a problem for a sumtune run, as (logger, start of the message):
 # kept off the console and written to the next run's log file at debug level. Real warnings stay visible.
@@ -79,9 +82,20 @@ class Run:
         rows = [dict(id=i, prediction=p, reference=r) for i, p, r in zip(ids, predictions, references)]
         return write_csv_atomic(self.results_dir / "predictions.csv", rows, ["id", "prediction", "reference"])
 
+    def checkpoints(self) -> list[Path]:
+        """The Trainer's checkpoint-{step} directories, oldest step first, complete or not."""
+        found = [(int(match[1]), path) for path in self.checkpoint_dir.glob("checkpoint-*")
+                 if (match := CHECKPOINT.match(path.name)) and path.is_dir()]
+        return [path for _, path in sorted(found)]
+
     def last_checkpoint(self) -> Optional[Path]:
-        checkpoints = sorted(self.checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        return checkpoints[-1] if checkpoints else None
+        """The newest complete checkpoint; newer half-written ones (a process killed while saving) are skipped."""
+        for checkpoint in reversed(self.checkpoints()):
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return checkpoint
+            log.warning("skipping %s: %s (was the run killed while saving it?)", checkpoint, problem)
+        return None
 
     def attach_log(self) -> None:
         """Send sumtune's log (and transformers' warnings) to logs/{run_id}.log as well as the console."""
@@ -163,10 +177,23 @@ def _sortable_stamp(run_id: str) -> tuple[str, int]:
     return date + clock, int(clash[0]) if clash else 1
 
 
+def checkpoint_problem(checkpoint: Path) -> Optional[str]:
+    """Why a checkpoint directory cannot be resumed from (half-written), or None when it is complete."""
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"]
+    except FileNotFoundError:
+        return f"it has no {TRAINER_STATE}"
+    except (ValueError, KeyError, TypeError):
+        return f"its {TRAINER_STATE} is cut short or unreadable"
+    if not any(any(checkpoint.glob(pattern)) for pattern in CHECKPOINT_WEIGHTS):
+        return "it holds no model weights"
+    return None
+
+
 def run_to_resume(name: str, root: Path) -> Run:
-    """The latest run of ``name`` that has a checkpoint and did not complete."""
+    """The latest run of ``name`` that has a complete checkpoint and did not complete."""
     for run in reversed(find_runs(name, root)):
-        if run.last_checkpoint() is None:
+        if not any(checkpoint_problem(checkpoint) is None for checkpoint in run.checkpoints()):
             continue
         manifest = load_manifest(run)
         if manifest.get("status") == "completed":
@@ -176,7 +203,8 @@ def run_to_resume(name: str, root: Path) -> Run:
             )
         run.manifest = manifest
         return run
-    raise FileNotFoundError(f"no run of '{name}' with a checkpoint under {Path(root) / 'models'}; start without --resume")
+    raise FileNotFoundError(f"no run of '{name}' with a checkpoint under {Path(root) / 'models'} (half-written ones do not "
+                            "count); start without --resume")
 
 
 def load_manifest(run: Run) -> dict[str, Any]:

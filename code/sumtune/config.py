@@ -4,7 +4,8 @@
     sumtune train config/model_configs/tiny_bart.yaml --set training.learning_rate=1e-3
 
 A YAML file may name ``_base_: other.yaml`` (relative to itself); the file's keys are merged over the
-base, then ``--set a.b=c`` overrides over both (values parsed as YAML, so ``=3``, ``=true`` and
+base's (except ``name``: a config's run name is its own ``name:`` or else its file stem, never its
+base's), then ``--set a.b=c`` overrides over both (values parsed as YAML, so ``=3``, ``=true`` and
 ``=[q,v]`` are typed), and the result is validated once. Every problem is reported at once as
 ``file: key.path: message``. Relative data and output paths resolve from the current directory.
 
@@ -248,6 +249,7 @@ def read_yaml_with_bases(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if base_name is None:
         return raw
     base = read_yaml_with_bases(path.parent / base_name, _seen + (path.resolve(),))
+    base.pop("name", None)  # a run name is never inherited: two configs sharing one would share runs (--resume, predict)
     return deep_merge(base, raw)
 
 

@@ -2,7 +2,8 @@
 
 ``init: scratch`` builds the family's model from a size preset in ``architectures.SIZE_PRESETS`` and,
 when no tokenizer is configured, trains a BPE tokenizer on the training texts — so tests and the demo
-run offline. Backends call ``load_base``; they add adapters or quantisation on top.
+run offline; both are kept in the run's ``base_model/`` and loaded from there on ``--resume``. Backends
+call ``load_base``; they add adapters or quantisation on top.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .architectures import SIZE_PRESETS, Architecture
 from .config import RunConfig
-from .records import atomic_directory
+from .records import atomic_directory, write_json_atomic
 
 log = logging.getLogger("sumtune")
 
@@ -33,6 +34,7 @@ SCRATCH_CHAT_TEMPLATE = (
 )
 SCRATCH_ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 SCRATCH_SPECIALS = dict(pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+SCRATCH_BASE_FACTS = "sumtune_base.json"  # in a scratch run's base_model/: added token ids; marks the save complete
 
 
 class CheckpointNotFound(RuntimeError):
@@ -49,26 +51,63 @@ class BaseModel:
 
 
 def load_base(cfg: RunConfig, texts: list[str], quantization_config=None, device_map=None,
-              scratch_dir: Path | None = None) -> BaseModel:
+              scratch_dir: Path | None = None, keep_initial_weights: bool = True) -> BaseModel:
     """The model and tokenizer a backend starts from, with speaker tags added as single tokens.
 
-    A scratch model's random initial weights are saved to ``scratch_dir`` (when given), because an
-    adapter trained on them is useless without them.
+    A scratch run keeps its start in ``scratch_dir`` (when given): the tokenizer trained for it, the ids
+    of the tokens added to it and, with ``keep_initial_weights`` (an adapter is useless without them),
+    the random initial weights. When the directory already holds them (``--resume``), they are loaded,
+    not built again, so the run goes on with the very tokenizer and weights it started from.
     """
-    tokenizer = load_tokenizer(cfg, texts)
-    new_ids = add_special_tokens(tokenizer, cfg, texts)
-    if cfg.model.init == "scratch":
-        model = build_scratch_model(cfg, tokenizer)
+    saved = saved_scratch_base(cfg, scratch_dir)
+    if saved is not None:
+        tokenizer = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(str(scratch_dir))
+        new_ids = saved["new_token_ids"]
     else:
-        model = load_pretrained_model(cfg, quantization_config, device_map)
-    if not built_for_tokenizer(cfg):
-        make_room_for_new_tokens(model, tokenizer, new_ids)  # also keeps an untied output layer untied
+        tokenizer = load_tokenizer(cfg, texts)
+        new_ids = add_special_tokens(tokenizer, cfg, texts)
+    if saved is not None and saved["initial_weights"]:  # saved with its rows already made for the added tokens
+        model = getattr(transformers, cfg.arch.auto_class).from_pretrained(str(scratch_dir), use_safetensors=True, dtype="auto")
+        keep_output_layer_untied(model)
+        log.info("loaded the run's tokenizer and initial weights from %s", scratch_dir)
+    else:
+        if cfg.model.init == "scratch":
+            model = build_scratch_model(cfg, tokenizer)
+        else:
+            model = load_pretrained_model(cfg, quantization_config, device_map)
+        if not built_for_tokenizer(cfg):
+            make_room_for_new_tokens(model, tokenizer, new_ids)  # also keeps an untied output layer untied
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if cfg.model.init == "scratch" and scratch_dir is not None:
-        with atomic_directory(scratch_dir) as staging:
-            model.save_pretrained(staging)
+    if cfg.model.init == "scratch" and scratch_dir is not None and saved is None:
+        save_scratch_base(model if keep_initial_weights else None, tokenizer, new_ids, Path(scratch_dir))
     return BaseModel(model, tokenizer, new_ids)
+
+
+def save_scratch_base(model, tokenizer: PreTrainedTokenizerBase, new_ids: list[int], directory: Path) -> None:
+    """The tokenizer, the initial weights (when given) and, written last as the mark of a complete
+    save, ``SCRATCH_BASE_FACTS``: the added token ids and whether the weights are there."""
+    with atomic_directory(directory) as staging:  # an interrupted save leaves no half a base_model/
+        if model is not None:
+            model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        write_json_atomic(staging / SCRATCH_BASE_FACTS, {"new_token_ids": list(new_ids), "initial_weights": model is not None})
+
+
+def saved_scratch_base(cfg: RunConfig, directory: Path | None) -> Optional[dict]:
+    """The facts of a scratch base saved by an earlier start of this run, or None when there is none."""
+    if cfg.model.init != "scratch" or directory is None or not Path(directory).is_dir():
+        return None
+    facts = Path(directory) / SCRATCH_BASE_FACTS
+    if facts.is_file():
+        return json.loads(facts.read_text(encoding="utf-8"))
+    if any(Path(directory).iterdir()):
+        raise ValueError(
+            f"{directory} holds a scratch model without its {SCRATCH_BASE_FACTS} (saved by an older sumtune, or its "
+            "saving was cut short), so this run cannot go on from the tokenizer and weights it started with. "
+            "Start a new run (without --resume)"
+        )
+    return None
 
 
 def built_for_tokenizer(cfg: RunConfig) -> bool:

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import torch
 import transformers
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import artifacts, backends, data
 from .distributed import launched_processes, reserve_run
@@ -60,7 +61,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
 
         transformers.set_seed(cfg.training.seed)  # a scratch model's weights and LoRA's initial A matrices
-        scratch_dir = run.scratch_base_dir if processes.main else None  # DDP starts every rank from rank 0's weights
+        # DDP starts every rank from rank 0's weights; a resumed run reads the tokenizer and init it saved
+        scratch_dir = run.scratch_base_dir if processes.main or resume else None
         loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
         model, tokenizer = loaded.model, loaded.tokenizer
         trainable, total = count_parameters(model)
@@ -115,7 +117,7 @@ def file_sha256(path: Optional[Path]) -> Optional[str]:
 def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False):
     seq2seq = cfg.arch.kind == "seq2seq"
     args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
-    trainer_class = GuardedSeq2SeqTrainer if seq2seq else GuardedTrainer
+    trainer_class = SumtuneSeq2SeqTrainer if seq2seq else SumtuneTrainer
     t = cfg.training
     cuda = torch.cuda.is_available()
     bf16, fp16 = mixed_precision(t.precision, cuda)
@@ -199,11 +201,39 @@ class StopOnDivergence:
         )
 
 
-class GuardedTrainer(StopOnDivergence, transformers.Trainer):
+class EpochSeededSampling:
+    """Length-grouped batches in an order drawn from (seed, epoch), so that a run resumed in the middle
+    of an epoch skips into the very order the uninterrupted run used. The HF Trainer's length-grouped
+    sampler draws each epoch's order from the global torch RNG, which a checkpoint cannot give back:
+    the Trainer restores the checkpoint's RNG state only after the resumed epoch's order is drawn."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if not isinstance(sampler, LengthGroupedSampler):
+            return sampler  # the random sampler is seeded per epoch already (accelerate's seedable sampler)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededSampler(sampler, seed)
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    def __init__(self, sampler, seed: int):
+        self.sampler, self.seed = sampler, seed
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer (through accelerate) calls it before each epoch
+        self.sampler.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class SumtuneTrainer(StopOnDivergence, EpochSeededSampling, transformers.Trainer):
     pass
 
 
-class GuardedSeq2SeqTrainer(StopOnDivergence, transformers.Seq2SeqTrainer):
+class SumtuneSeq2SeqTrainer(StopOnDivergence, EpochSeededSampling, transformers.Seq2SeqTrainer):
     pass
 
 
@@ -215,8 +245,16 @@ def mixed_precision(precision: str, cuda: bool) -> tuple[bool, bool]:
 
 
 def fit(trainer, checkpoint: Optional[Path]) -> dict:
+    """Train (from ``checkpoint`` when resuming) and return the facts for run.json.
+
+    After a resume, ``train_loss`` and ``train_tokens`` cover the whole run, ``train_time_s`` and
+    ``train_tokens_per_s`` this process.
+    """
+    before = transformers.TrainerState()
     if checkpoint is not None:
-        log.info("resuming from %s", checkpoint)
+        before = transformers.TrainerState.load_from_json(str(checkpoint / artifacts.TRAINER_STATE))
+        log.info("resuming from %s: step %d of %d done", checkpoint, before.global_step, before.max_steps)
+    trainer.add_callback(LogAtCheckpoints())
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     state = trainer.state
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
@@ -224,14 +262,38 @@ def fit(trainer, checkpoint: Optional[Path]) -> dict:
     tokens = int(state.num_input_tokens_seen)
     return dict(
         train_steps=state.global_step,
-        train_loss=round(output.training_loss, 5),
+        resumed_from_step=before.global_step if checkpoint is not None else None,
+        train_loss=round(whole_run_loss(before, output.training_loss, state.global_step), 5),
         first_logged_loss=losses[0] if losses else None,
         last_logged_loss=losses[-1] if losses else None,
         best_checkpoint=state.best_model_checkpoint,
         train_time_s=round(seconds, 2),
         train_tokens=tokens,
-        train_tokens_per_s=round(tokens / seconds, 1) if seconds else None,
+        train_tokens_per_s=round((tokens - before.num_input_tokens_seen) / seconds, 1) if seconds else None,
     )
+
+
+def whole_run_loss(before: transformers.TrainerState, training_loss: float, steps: int) -> float:
+    """The mean loss over every optimizer step of the run, as an uninterrupted run reports it.
+
+    The HF Trainer keeps no running loss total in a checkpoint: after a resume its ``training_loss`` is
+    the sum of this process's step losses divided by all steps. The steps up to the checkpoint are
+    summed from the checkpoint's ``log_history`` (each logged loss is the mean over the steps since the
+    previous log, and ``LogAtCheckpoints`` puts a log on every checkpoint's step).
+    """
+    if before.global_step == 0:
+        return training_loss
+    total_here = training_loss * steps  # undoes the Trainer's division
+    total_before, last_step = 0.0, 0
+    for entry in before.log_history:
+        if "loss" in entry and entry["step"] <= before.global_step:
+            total_before += entry["loss"] * (entry["step"] - last_step)
+            last_step = entry["step"]
+    if last_step != before.global_step:  # a checkpoint saved without a log on its step (older sumtune)
+        log.warning("the checkpoint logged no loss at its step %d: train_loss averages the %d resumed steps only",
+                    before.global_step, steps - before.global_step)
+        return total_here / max(steps - before.global_step, 1)
+    return (total_before + total_here) / steps
 
 
 def save_model(trainer, tokenizer, run: artifacts.Run) -> None:
@@ -310,6 +372,16 @@ def library_versions() -> dict:
         except PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+class LogAtCheckpoints(transformers.TrainerCallback):
+    """A loss log on every step that saves a checkpoint, so the checkpoint's log_history covers every
+    step before it and a resumed run can total its loss (``whole_run_loss``)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log = control.should_log or control.should_save
+
+    on_epoch_end = on_step_end
 
 
 class LogToFile(transformers.TrainerCallback):

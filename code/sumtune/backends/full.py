@@ -6,5 +6,5 @@ from ..loading import BaseModel, load_base
 
 
 def load(cfg, plan, texts, scratch_dir=None) -> BaseModel:
-    # A fully trained model is saved whole, so its scratch initialisation need not be kept.
-    return load_base(cfg, texts)
+    # A fully trained model is saved whole (checkpoints too), so a scratch run keeps its tokenizer, not its init.
+    return load_base(cfg, texts, scratch_dir=scratch_dir, keep_initial_weights=False)

@@ -26,7 +26,6 @@ from typing import Optional
 
 from ..loading import BaseModel, add_special_tokens, ensure_available, load_base, load_tokenizer, make_room_for_new_tokens
 from .peft import lora_targets, trainable_token_indices
-from ..records import files_moved_into
 
 log = logging.getLogger("sumtune")
 
@@ -132,9 +131,7 @@ def _source_and_tokenizer(cfg, texts: list[str], scratch_dir: Optional[Path]):
     """
     if cfg.model.init == "scratch":
         directory = Path(scratch_dir) if scratch_dir is not None else Path(tempfile.mkdtemp(prefix="sumtune-scratch-"))
-        base = load_base(cfg, texts, scratch_dir=directory)  # saves the random init there
-        with files_moved_into(directory) as staging:
-            base.tokenizer.save_pretrained(staging)
+        base = load_base(cfg, texts, scratch_dir=directory)  # saves the random init and the tokenizer there
         return str(directory), base.tokenizer, base.new_token_ids
     ensure_available(cfg.model.checkpoint, cfg.model.revision)
     tokenizer = load_tokenizer(cfg, texts)
