@@ -194,3 +194,14 @@ def test_importing_the_training_stack_prints_no_library_noise():
         pytest.skip("bitsandbytes is quiet on this CPU (no AVX512-BF16, or the kernels package is installed)")
     assert "gemm_4bit_forward" not in stderr_of("from sumtune.sweep import console_logging; console_logging(); "
                                                  "import sumtune.train")
+
+
+def test_every_test_the_reliability_table_names_exists():
+    import re
+
+    table = (REPO / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(test_\w+\.py)::(\w+)", table)
+    assert len({name for _, name in named}) >= 30
+    missing = [f"{file}::{name}" for file, name in named
+               if not re.search(rf"^def {name}\(", (REPO / "tests" / file).read_text(encoding="utf-8"), re.M)]
+    assert missing == []
