@@ -30,3 +30,15 @@ def sample_csv(tmp_path: Path) -> Path:
         writer.writerow(["fname", "dialogue", "summary"])
         writer.writerows(rows)
     return path
+
+
+@pytest.fixture(autouse=True)
+def sumtune_logger_as_found():
+    """Each test starts with the "sumtune" logger as the previous one found it: a CLI call inside a test
+    (console_logging) stops propagation, which would hide later tests' records from caplog."""
+    import logging
+
+    logger = logging.getLogger("sumtune")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
