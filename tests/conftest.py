@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,11 @@ def sample_csv(tmp_path: Path) -> Path:
         writer.writerow(["fname", "dialogue", "summary"])
         writer.writerows(rows)
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_sumtune_locations_from_the_shell(monkeypatch):
+    """SUMTUNE_HOME and SUMTUNE_MODEL_* pins set in the developer's shell do not move or pick the tests' runs."""
+    for key in list(os.environ):
+        if key == "SUMTUNE_HOME" or key.startswith("SUMTUNE_MODEL_"):
+            monkeypatch.delenv(key)
