@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,11 @@ def sumtune_logger_as_found():
     saved = (list(logger.handlers), logger.propagate, logger.level)
     yield
     logger.handlers[:], logger.propagate, logger.level = saved
+
+
+@pytest.fixture(autouse=True)
+def no_sumtune_locations_from_the_shell(monkeypatch):
+    """SUMTUNE_HOME and SUMTUNE_MODEL_* pins set in the developer's shell do not move or pick the tests' runs."""
+    for key in list(os.environ):
+        if key == "SUMTUNE_HOME" or key.startswith("SUMTUNE_MODEL_"):
+            monkeypatch.delenv(key)

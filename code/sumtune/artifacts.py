@@ -5,15 +5,23 @@
     {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json
     {root}/logs/{name}_{ts}.log                        the run's log
 
-run.json is written when the run starts (status "running") and rewritten as facts arrive, ending in
-"completed" or "failed" (with the error and log path). Every file is written atomically.
+run.json is written when the run starts (status "running", with the process id and host) and rewritten
+as facts arrive, ending in "completed" or "failed" (with the error and log path). Every file is written
+atomically.
+
+Where models live: ``{root}`` is the config's ``output.root`` when it sets one (in the YAML or with
+``--set``), else ``$SUMTUNE_HOME``, else the current directory (``default_root``). ``SUMTUNE_MODEL_<NAME>``
+(the run name upper-cased, every other character than a letter or digit as ``_``) pins a name to one
+run directory: lookups by name use it instead of the newest completed run (``pinned_run_dir``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +37,8 @@ RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the HF Trainer writes it last, after weights, optimizer and RNG states
 CHECKPOINT_WEIGHTS = ("*model*.safetensors", "*model*.bin", "global_step*")  # (adapter_)model, pickle, DeepSpeed
+HOME_VARIABLE = "SUMTUNE_HOME"
+PIN_PREFIX = "SUMTUNE_MODEL_"
 
 # Lines libraries log that are not a problem for a sumtune run, as (logger, start of the message):
 # kept off the console and written to the next run's log file at debug level. Real warnings stay visible.
@@ -36,6 +46,50 @@ LIBRARY_NOISE = (
     # bitsandbytes looks for an optional CPU kernel package on import and warns when it is absent.
     ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
 )
+
+
+class PinError(ValueError):
+    """A SUMTUNE_MODEL_<NAME> variable that does not point at a run; the message names it and the fix."""
+
+
+def default_root() -> tuple[Path, str]:
+    """The root for a config that sets no ``output.root``, and where it came from."""
+    home = os.environ.get(HOME_VARIABLE, "").strip()
+    return (Path(home).expanduser(), HOME_VARIABLE) if home else (Path("."), "current directory")
+
+
+def pin_variable(name: str) -> str:
+    """``llama_3.2_korean_3b`` -> ``SUMTUNE_MODEL_LLAMA_3_2_KOREAN_3B``."""
+    return PIN_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def pinned_run_dir(name: str) -> Optional[Path]:
+    """The run directory ``SUMTUNE_MODEL_<NAME>`` pins ``name`` to, or None when the variable is unset."""
+    variable = pin_variable(name)
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    problem = pin_problem(path)
+    if problem:
+        raise PinError(f"{variable}={value}: {problem}; point it at a run's model directory "
+                       f"(models/{name}_{{timestamp}}), or unset it to use the newest completed run of '{name}'")
+    return path
+
+
+def pin_problem(path: Path) -> Optional[str]:
+    if not path.exists():
+        return "no such directory"
+    if not path.is_dir():
+        return "not a directory"
+    if not (path / "config.yaml").is_file():
+        return "not a trained run's model directory (it has no config.yaml)"
+    return None
+
+
+def this_process() -> dict[str, Any]:
+    """What ``sumtune models`` needs to tell a live run from one whose process is gone."""
+    return dict(pid=os.getpid(), host=socket.gethostname())
 
 
 @dataclass
@@ -169,10 +223,10 @@ def find_runs(name: str, root: Path) -> list[Run]:
         match = RUN_ID.match(directory.name)
         if match and match["name"] == name and directory.is_dir():
             runs.append(Run(name, directory.name, Path(root)))
-    return sorted(runs, key=lambda run: _sortable_stamp(run.run_id))
+    return sorted(runs, key=lambda run: run_order(run.run_id))
 
 
-def _sortable_stamp(run_id: str) -> tuple[str, int]:
+def run_order(run_id: str) -> tuple[str, int]:
     date, clock, *clash = RUN_ID.match(run_id)["ts"].split("-")
     return date + clock, int(clash[0]) if clash else 1
 

@@ -9,6 +9,8 @@ needs when it runs, so ``sumtune --help`` and ``sumtune validate`` return at onc
     sumtune predict models/tiny_bart_20250101-120000 --input data/sample/ko_test.csv --output submission.csv
     sumtune report models/tiny_bart_20250101-120000 outputs/tiny_t5_20250101-120130
     sumtune doctor config/model_configs/*.yaml
+    sumtune models tiny_bart
+    sumtune models prune tiny_bart --keep 2 --dry-run
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="summaries for a test file from a trained run, as a submission CSV")
     predict.add_argument("run", metavar="RUN_OR_CONFIG",
-                         help="models/{name}_{timestamp} directory, or a config (path or stem of config/model_configs) for its latest completed run")
+                         help="models/{name}_{timestamp} directory or run id, or a config (path or stem of config/model_configs) or run name for its SUMTUNE_MODEL_<NAME> pin, else its latest completed run")
     predict.add_argument("--input", type=Path, required=True, help="CSV or JSONL with the run's id and dialogue columns")
     predict.add_argument("--output", type=Path, required=True, help="CSV to write: {id column},summary in input order")
     predict.add_argument("--batch-size", type=int, help="examples per generate() call (default: the run's generation.batch_size)")
@@ -83,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("configs", type=Path, nargs="*", help="YAML files to resolve on this machine (optional)")
     _add_overrides(doctor)
     doctor.set_defaults(handler=run_doctor)
+
+    models = commands.add_parser(
+        "models", help="list trained runs newest first (status, base, backend, size, score); prune old ones",
+        usage="sumtune models [NAME] [--json] [--root DIR]\n       sumtune models prune NAME --keep N [--dry-run] [--include-failed] [--root DIR]",
+        description="List runs under the root (--root, else $SUMTUNE_HOME, else the current directory), or with "
+                    "`prune NAME --keep N` delete the older completed runs of NAME (models/, outputs/ and logs/).")
+    models.add_argument("words", nargs="*", metavar="[prune] NAME", help="a run name or shell pattern ('tiny_*') to list; prune NAME")
+    models.add_argument("--root", type=Path, metavar="DIR", help="directory holding models/, outputs/, logs/ (default: $SUMTUNE_HOME, else .)")
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
+    models.add_argument("--keep", type=int, metavar="N", help="prune: how many of the newest completed runs stay (at least 1)")
+    models.add_argument("--dry-run", action="store_true", help="prune: print what would be deleted, delete nothing")
+    models.add_argument("--include-failed", action="store_true",
+                        help="prune: also delete older failed and interrupted runs (kept by default: their checkpoints may be resumed)")
+    models.set_defaults(handler=run_models)
     return parser
 
 
@@ -177,6 +193,48 @@ def run_doctor(args) -> int:
     from .doctor import run_doctor as report
 
     return report(args.configs, args.overrides)
+
+
+def run_models(args) -> int:
+    from .artifacts import default_root
+    from .models import as_json, format_table, list_runs, prune
+
+    root, source = (args.root, "--root") if args.root is not None else default_root()
+    pruning = args.words[:1] == ["prune"]
+    problem = _models_usage_problem(args, pruning)
+    if problem:
+        print(f"error: sumtune models: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if pruning:
+        name = args.words[1]
+        if not list_runs(root, name):
+            print(f"error: no run of '{name}' under {root / 'models'} (root from {source}); nothing to prune", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        prune(name, root, args.keep, dry_run=args.dry_run, include_failed=args.include_failed)
+        return EXIT_OK
+    runs = list_runs(root, args.words[0] if args.words else None)
+    if args.json:
+        print(as_json(runs))
+    elif runs:
+        print(f"runs under {root.resolve() / 'models'} (root from {source}), newest first")
+        print(format_table(runs))
+    else:
+        print(f"no runs{' of ' + repr(args.words[0]) if args.words else ''} under {root.resolve() / 'models'} (root from {source})")
+    return EXIT_OK
+
+
+def _models_usage_problem(args, pruning: bool) -> Optional[str]:
+    if pruning:
+        if len(args.words) != 2:
+            return "prune takes one run name: sumtune models prune NAME --keep N"
+        if args.keep is None or args.keep < 1:
+            return f"prune needs --keep N with N at least 1 (the newest completed run always stays); got {args.keep}"
+        return None
+    if len(args.words) > 1:
+        return f"list takes at most one NAME (got {' '.join(args.words)}); to delete runs: sumtune models prune NAME --keep N"
+    if args.keep is not None or args.dry_run or args.include_failed:
+        return "--keep, --dry-run and --include-failed belong to prune: sumtune models prune NAME --keep N"
+    return None
 
 
 if __name__ == "__main__":

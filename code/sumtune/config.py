@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .artifacts import HOME_VARIABLE, default_root
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
 from .datafiles import ROLES, CheckedFile, check_data_file
 
@@ -182,7 +183,21 @@ class EvaluationConfig(_Section):
 
 
 class OutputConfig(_Section):
-    root: Path = Field(Path("."), description="Directory that holds models/, outputs/ and logs/.")
+    root: Path = Field(default_factory=lambda: default_root()[0], validate_default=True,
+                       description=f"Directory that holds models/, outputs/ and logs/; when not set: ${HOME_VARIABLE}, else the current directory.")
+
+    @field_validator("root")
+    @classmethod
+    def _a_directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a directory; set output.root (or ${HOME_VARIABLE}) to the directory "
+                             "for models/, outputs/ and logs/")
+        return value
+
+    @property
+    def root_source(self) -> str:
+        """Where ``root`` came from: output.root (the YAML or --set), SUMTUNE_HOME, or current directory."""
+        return "output.root" if "root" in self.model_fields_set else default_root()[1]
 
 
 class RunConfig(_Section):
@@ -195,7 +210,7 @@ class RunConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
+    output: OutputConfig = Field(default_factory=dict, validate_default=True)  # validated: root may come from SUMTUNE_HOME
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":

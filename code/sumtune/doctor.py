@@ -4,13 +4,16 @@
     sumtune doctor config/model_configs/*.yaml --set backend=unsloth
 
 Prints Python, torch, CUDA and the GPU, the libraries that decide the backend (bitsandbytes, unsloth)
-and the ones the flow needs (transformers, peft, trl, kiwipiepy), then one line per config with the
-backend, quantization and reason that ``backends.resolve`` gives on this machine. Loads no model;
-imports torch, and unsloth only on CUDA (as training would).
+and the ones the flow needs (transformers, peft, trl, kiwipiepy); where models live (the root of
+models/, outputs/, logs/ and where it came from, SUMTUNE_MODEL_* pins, the Hugging Face cache that
+holds pretrained base weights); then one line per config with the backend, quantization and reason
+that ``backends.resolve`` gives on this machine. Loads no model; imports torch, and unsloth only on
+CUDA (as training would).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -18,6 +21,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import artifacts
 from .backends import BackendUnavailable, Machine, probe_machine, resolve
 from .config import ConfigError, load_config
 
@@ -32,6 +36,9 @@ def run_doctor(config_paths: Sequence[Path] = (), overrides: Sequence[str] = (),
     machine = probe_machine(check_unsloth=True)  # imports unsloth only when CUDA is available
     for name, value in environment_rows(torch, machine):
         out(f"{name:<13} {value}")
+    out("where models live (the first that is set: a config's output.root or --set, $SUMTUNE_HOME, the current directory):")
+    for name, value in where_models_live(config_paths, overrides):
+        out(f"  {name:<13} {value}")
     exit_code = EXIT_OK
     if config_paths:
         out("configs (backend decided on this machine):")
@@ -63,6 +70,35 @@ def environment_rows(torch, machine: Machine) -> list[tuple[str, str]]:
         ("peft", installed("peft")),
         ("trl", installed("trl")),
     ]
+
+
+def where_models_live(config_paths: Sequence[Path] = (), overrides: Sequence[str] = ()) -> list[tuple[str, str]]:
+    root, source = artifacts.default_root()
+    rows = [("root", f"{root.resolve()} ({source})")]
+    for path in config_paths:
+        try:
+            cfg = load_config(Path(path), list(overrides), check_files=False)
+        except ConfigError:
+            continue  # its problems are printed with the configs
+        if cfg.output.root_source != source or cfg.output.root.resolve() != root.resolve():
+            rows.append((cfg.name, f"{cfg.output.root.resolve()} ({cfg.output.root_source})"))
+    pins = sorted((key, value) for key, value in os.environ.items() if key.startswith(artifacts.PIN_PREFIX))
+    for key, value in pins:
+        problem = artifacts.pin_problem(Path(value.strip()).expanduser()) if value.strip() else "empty: ignored"
+        rows.append(("pin", f"{key}={value}" + (f" — {problem}" if problem else " (lookups by that name use this run)")))
+    if not pins:
+        rows.append(("pins", f"none (set {artifacts.PIN_PREFIX}<NAME>=models/RUN to pin a name to one run)"))
+    rows.append(("base weights", hf_cache_line()))
+    return rows
+
+
+def hf_cache_line() -> str:
+    """Pretrained checkpoints are read from the Hugging Face cache; runs keep only what training made."""
+    from huggingface_hub import constants
+
+    source = next((key for key in ("HF_HUB_CACHE", "HF_HOME") if os.environ.get(key)), "default")
+    return (f"{constants.HF_HUB_CACHE} (Hugging Face cache, from {source}): pretrained base weights stay there, "
+            "never copied into runs; a scratch run keeps its random init in models/RUN/base_model/")
 
 
 def bitsandbytes_status(machine: Machine) -> str:

@@ -89,6 +89,7 @@ def _invalid_config_facts(path: Path, overrides: Sequence[str]) -> dict:
     """Name, output root (and model, when the schema is valid) of a config that failed validation."""
     import re
 
+    from .artifacts import default_root
     from .config import ConfigError, apply_overrides, load_config, read_yaml_with_bases
 
     try:  # only the data files are wrong
@@ -106,7 +107,7 @@ def _invalid_config_facts(path: Path, overrides: Sequence[str]) -> dict:
     root = output.get("root") if isinstance(output, dict) else None
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
         name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem) or "config"
-    return dict(name=name, root=Path(root) if isinstance(root, str) else Path("."))
+    return dict(name=name, root=Path(root) if isinstance(root, str) else default_root()[0])
 
 
 def _run_ids(cfg) -> set[str]:

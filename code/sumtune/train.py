@@ -51,7 +51,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
     started = time.perf_counter()
     try:
         log.info("run %s: models in %s, results in %s, log in %s", run.run_id, run.model_dir, run.results_dir, run.log_path)
-        run.update(**describe_run(cfg, run), status="running", processes=processes.world_size)
+        run.update(**describe_run(cfg, run), status="running", processes=processes.world_size, **artifacts.this_process())
         if processes.main:
             write_text_atomic(run.model_dir / "config.yaml", cfg.to_yaml())
 

@@ -64,7 +64,8 @@ def load(ref: str | Path) -> TrainedModel:
 
 
 def find_run_dir(target: str | Path) -> Path:
-    """A run's model directory from itself, or from a config path / config stem (latest completed run)."""
+    """A run's model directory from itself, a run id, or a name: a config path / config stem / run name,
+    whose ``SUMTUNE_MODEL_<NAME>`` pin, else latest completed run, is used."""
     path = Path(target)
     if path.is_dir():
         if not (path / "config.yaml").is_file():
@@ -74,13 +75,32 @@ def find_run_dir(target: str | Path) -> Path:
             )
         return path
     config_path = path if path.is_file() else MODEL_CONFIGS / f"{target}.yaml"
-    if not config_path.is_file():
-        raise RunError(
-            f"'{target}' is neither a run directory (models/{{name}}_{{timestamp}}) nor a config file, and "
-            f"{config_path} does not exist"
-        )
-    cfg = load_config(config_path, check_files=False)
-    return latest_completed_run(cfg.name, cfg.output.root).model_dir
+    if config_path.is_file():
+        cfg = load_config(config_path, check_files=False)
+        name, root = cfg.name, cfg.output.root
+    else:  # a run id or a run name under $SUMTUNE_HOME, else the current directory
+        name, root = str(target), artifacts.default_root()[0]
+        if path.name != name:  # a path to nothing
+            raise _nothing_there(target, config_path, None)
+        if (root / "models" / name / "config.yaml").is_file():
+            return root / "models" / name
+    try:
+        pinned = artifacts.pinned_run_dir(name)
+    except artifacts.PinError as exc:
+        raise RunError(str(exc)) from None
+    if pinned is not None:
+        log.info("%s pins '%s' to %s", artifacts.pin_variable(name), name, pinned)
+        return pinned
+    if not config_path.is_file() and not artifacts.find_runs(name, root):
+        raise _nothing_there(target, config_path, root)
+    return latest_completed_run(name, root).model_dir
+
+
+def _nothing_there(target, config_path: Path, root) -> RunError:
+    runs = "" if root is None else (f", and {Path(root) / 'models'} holds no run of that name or id (runs live under "
+                                    f"output.root, else ${artifacts.HOME_VARIABLE}, else the current directory)")
+    return RunError(f"'{target}' is neither a run directory (models/{{name}}_{{timestamp}}) nor a config file, and "
+                    f"{config_path} does not exist{runs}")
 
 
 def latest_completed_run(name: str, root: Path) -> artifacts.Run:
@@ -90,7 +110,8 @@ def latest_completed_run(name: str, root: Path) -> artifacts.Run:
             return run
     where = Path(root) / "models"
     if not runs:
-        raise RunError(f"no run of '{name}' under {where}; train it first: sumtune train CONFIG")
+        raise RunError(f"no run of '{name}' under {where}; train it first: sumtune train CONFIG "
+                       f"(or set ${artifacts.HOME_VARIABLE} / output.root to where its runs are)")
     statuses = ", ".join(f"{run.run_id} ({artifacts.load_manifest(run).get('status', 'no run.json')})" for run in runs)
     raise RunError(f"no completed run of '{name}' under {where}; found {statuses}. Pass a run directory to use one")
 
