@@ -30,6 +30,22 @@ from .datafiles import ROLES, CheckedFile, check_data_file
 log = logging.getLogger("sumtune")
 
 BASE_KEY = "_base_"
+DEBUG_SUFFIX = "-debug"
+# `--debug` (sumtune train/sweep, code/trainer.py): these overrides come before the user's --set, which
+# may change any of them. The run is named {name}-debug, so nothing that picks the newest run of {name}
+# (predict, sumtune.load, --resume, pruning) ever sees it.
+DEBUG_OVERRIDES = (
+    "debug=true",
+    "training.max_steps=2",
+    "training.logging_steps=1",
+    "training.eval_strategy=no",
+    "training.save_strategy=no",
+    "training.early_stopping_patience=null",
+    "data.max_train_samples=16",
+    "data.max_eval_samples=2",
+    "evaluation.max_examples=2",
+    "generation.max_new_tokens=16",
+)
 SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
 
 
@@ -187,6 +203,7 @@ class OutputConfig(_Section):
 
 class RunConfig(_Section):
     name: str = Field(description="Run name; artifact directories are {name}_{timestamp}.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    debug: bool = Field(False, description="A smoke test (set by --debug with a few steps and examples, no checkpoints): the run is named {name}-debug and marked debug in run.json, so it is never taken as the newest run of {name}.")
     backend: Literal["auto", "unsloth", "peft", "full"] = Field("auto", description="auto picks; naming one insists on it.")
     model: ModelConfig
     data: DataConfig
@@ -290,6 +307,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([f"{path}: {line}" for line in _describe_errors(exc)]) from None
+    if cfg.debug:
+        cfg.name += DEBUG_SUFFIX
     if check_files:
         problems = data_file_problems(check_data_files(cfg))
         if problems:

@@ -105,6 +105,7 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
         model_dir=str(run.model_dir),
         results_dir=str(run.results_dir),
         log=str(run.log_path),
+        debug=cfg.debug,
         eval_file_sha256=file_sha256(cfg.data.eval_file),  # runs are compared only on the same dev data
         versions=library_versions(),
     )
