@@ -1,21 +1,24 @@
 """The seed command forms (`python code/trainer.py --mode single|multi_model --models NAME`) with short
-model names, `--debug` smoke-test runs that are never taken for a name's newest run."""
+model names, `--debug` smoke-test runs that are never taken for a name's newest run, and experiment
+tracking (`training.report_to`) with the run id as the tracker's run name."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import transformers
 import yaml
 
 from sumtune import artifacts
 from sumtune.cli import main
-from sumtune.config import DEBUG_OVERRIDES, load_config
+from sumtune.config import DEBUG_OVERRIDES, ConfigError, load_config
 from sumtune.trained import find_run_dir, latest_completed_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,3 +180,79 @@ def test_a_debug_run_trains_two_steps_is_marked_and_is_never_taken_as_the_newest
     with pytest.raises(FileNotFoundError, match="no run of 'tiny_bart' with a checkpoint"):
         artifacts.run_to_resume("tiny_bart", root)
     assert artifacts.run_to_resume("tiny_bart-debug", root).run_id == debug.run_id  # only `--debug --resume` does
+
+
+# --------------------------------------------------------------------------------------------------
+# Experiment tracking
+
+
+def test_report_to_takes_none_one_tracker_or_a_list_and_refuses_others(tmp_path):
+    def report_to(value):
+        return load_config(TINY_BART, [*here(tmp_path), f"training.report_to={value}"], check_files=False).training.report_to
+
+    assert report_to("none") == [] and load_config(TINY_BART, check_files=False).training.report_to == []
+    assert report_to("tensorboard") == ["tensorboard"]
+    assert report_to("[tensorboard, wandb]") == ["tensorboard", "wandb"]
+    with pytest.raises(ConfigError, match=r"training\.report_to\.0: Input should be 'tensorboard' or 'wandb'"):
+        report_to("mlflow")
+
+
+def test_a_tracker_that_is_not_installed_is_refused_naming_the_extra_before_any_run(tmp_path, monkeypatch, capsys):
+    import sumtune.train
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # find_spec("wandb") is None now, installed or not
+    monkeypatch.setattr(sumtune.train, "train", lambda *args, **kwargs: pytest.fail("must not start a run"))
+    overrides = [arg for item in [*here(tmp_path), "training.report_to=[tensorboard, wandb]"] for arg in ("--set", item)]
+    assert main(["train", str(TINY_BART), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "training.report_to: 'wandb' is not installed here: pip install 'sumtune[wandb]'" in err
+    assert not (tmp_path / "models").exists()
+    assert main(["validate", str(TINY_BART), *overrides]) == 2
+    assert "pip install 'sumtune[wandb]'" in capsys.readouterr().err
+
+
+class RecordArgs(transformers.TrainerCallback):
+    """Keeps the TrainingArguments the Trainer ran with."""
+
+    args = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.args = args
+
+
+def test_the_trainer_gets_the_run_id_as_its_run_name_and_no_tracker_by_default(tmp_path):
+    from sumtune.train import train
+
+    recorder = RecordArgs()
+    result = train(load_config(TINY_BART, [*DEBUG_OVERRIDES, *here(tmp_path)]), callbacks=[recorder])
+    assert recorder.args.run_name == result.run.run_id and result.run.run_id.startswith("tiny_bart-debug_")
+    assert recorder.args.report_to == []
+    assert not (tmp_path / "logs" / "tensorboard").exists()
+
+
+def _tensorboard_writer_importable() -> bool:
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (needs the tensorboard package)
+        return True
+    except ImportError:
+        try:
+            import tensorboardX  # noqa: F401  (what HF's TensorBoardCallback falls back to)
+            return True
+        except ImportError:
+            return False
+
+
+@pytest.mark.skipif(not _tensorboard_writer_importable(),
+                    reason="neither tensorboard nor tensorboardX is installed here (pip install 'sumtune[tensorboard]')")
+def test_tensorboard_event_files_go_into_the_runs_own_directory(tmp_path, monkeypatch):
+    from sumtune.train import train
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "elsewhere"))
+    recorder = RecordArgs()
+    cfg = load_config(TINY_BART, [*DEBUG_OVERRIDES, *here(tmp_path), "training.report_to=tensorboard"])
+    run = train(cfg, callbacks=[recorder]).run
+    assert run.tensorboard_dir == tmp_path / "logs" / "tensorboard" / run.run_id
+    assert list(run.tensorboard_dir.glob("events.out.tfevents.*")), list(tmp_path.rglob("*"))
+    assert recorder.args.report_to == ["tensorboard"] and recorder.args.run_name == run.run_id
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "elsewhere")  # restored after the Trainer was built
+    assert not (tmp_path / "elsewhere").exists()

@@ -15,6 +15,7 @@ This module imports no ML library, so ``sumtune validate`` stays instant.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -46,6 +47,8 @@ DEBUG_OVERRIDES = (
     "evaluation.max_examples=2",
     "generation.max_new_tokens=16",
 )
+# training.report_to backend -> modules that provide it (any one will do); the pip extra has the backend's name
+TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
 
 
@@ -161,6 +164,7 @@ class TrainingConfig(_Section):
     save_steps: Optional[int] = Field(None, gt=0)
     save_total_limit: Optional[int] = Field(2, gt=0)
     logging_steps: int = Field(10, gt=0)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list, description="Experiment tracking: none (default), tensorboard, wandb, or a list of them; the run id is the run name. TensorBoard event files go to logs/tensorboard/{run_id}/. Needs the tracker installed: pip install 'sumtune[tensorboard]' or 'sumtune[wandb]'.")
     early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without a better eval_loss; keeps the best checkpoint.")
     deepspeed: Optional[Path] = Field(None, description="DeepSpeed JSON passed to the HF Trainer.")
 
@@ -168,6 +172,13 @@ class TrainingConfig(_Section):
     @classmethod
     def _yaml_no_is_false(cls, value):
         return "no" if value is False else value  # YAML reads a bare `no` as false
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, value):
+        if value in ("none", None, False):
+            return []
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":
@@ -299,7 +310,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> RunConfig:
-    """Read, merge and validate one config file; raise ConfigError listing every problem."""
+    """Read, merge and validate one config file; raise ConfigError listing every problem.
+
+    ``check_files``: also check what training needs on this machine: the data files' rows and the
+    experiment trackers' packages."""
     path = Path(path)
     raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
     raw.setdefault("name", path.stem)
@@ -310,7 +324,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
     if cfg.debug:
         cfg.name += DEBUG_SUFFIX
     if check_files:
-        problems = data_file_problems(check_data_files(cfg))
+        problems = data_file_problems(check_data_files(cfg)) + tracker_problems(cfg)
         if problems:
             raise ConfigError([f"{path}: {line}" for line in problems])
     return cfg
@@ -357,6 +371,17 @@ def check_data_files(cfg: RunConfig) -> list[CheckedFile]:
     return [check_data_file(path, cfg.data, role) for role, path in files if path is not None]
 
 
+def tracker_problems(cfg: RunConfig) -> list[str]:
+    """``training.report_to`` backends whose package is not installed here (found without importing it)."""
+    problems = []
+    for backend in cfg.training.report_to:
+        modules = TRACKER_MODULES[backend]
+        if not any(importlib.util.find_spec(module) for module in modules):
+            problems.append(f"training.report_to: '{backend}' is not installed here: pip install 'sumtune[{backend}]' "
+                            f"(or pip install {modules[0]}), or remove '{backend}' from training.report_to")
+    return problems
+
+
 def data_file_problems(checked: list[CheckedFile]) -> list[str]:
     """``data.train_file: <problem>`` lines for every problem found in the files."""
     return [f"data.{found.role}: {line}" for found in checked for line in found.problems]
@@ -373,7 +398,7 @@ def validate_files(paths: list[str | Path], overrides: list[str] | tuple[str, ..
             problems.extend(exc.problems)
             continue
         checked = check_data_files(cfg)
-        problems.extend(f"{path}: {line}" for line in data_file_problems(checked))
+        problems.extend(f"{path}: {line}" for line in data_file_problems(checked) + tracker_problems(cfg))
         for found in checked:
             found.log_findings(log, prefix=f"{path}: data.{found.role}: ")
     return problems
