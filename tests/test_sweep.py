@@ -95,7 +95,7 @@ def test_trainer_multi_model_is_the_sweep(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["trainer.py", "--mode", "multi_model", "--models", "tiny_bart", "tiny_t5"])
     assert trainer.main() == 0
     [(args, kwargs)] = calls
-    assert [p.name for p in args[0]] == ["tiny_bart.yaml", "tiny_t5.yaml"] and kwargs == {"sweep": True}
+    assert [p.name for p in args[0]] == ["tiny_bart.yaml", "tiny_t5.yaml"] and kwargs == {"sweep": True, "debug": False}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")

@@ -4,6 +4,7 @@
     {root}/models/{name}_{ts}/checkpoints/             Trainer checkpoints (for --resume)
     {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json
     {root}/logs/{name}_{ts}.log                        the run's log
+    {root}/logs/tensorboard/{name}_{ts}/               TensorBoard event files (training.report_to: tensorboard)
 
 run.json is written when the run starts (status "running", with the process id and host) and rewritten
 as facts arrive, ending in "completed" or "failed" (with the error and log path). Every file is written
@@ -119,6 +120,10 @@ class Run:
     @property
     def log_path(self) -> Path:
         return self.root / "logs" / f"{self.run_id}.log"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "logs" / "tensorboard" / self.run_id
 
     @property
     def run_json(self) -> Path:

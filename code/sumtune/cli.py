@@ -4,6 +4,7 @@ needs when it runs, so ``sumtune --help`` and ``sumtune validate`` return at onc
     sumtune validate config/model_configs/*.yaml
     sumtune train config/model_configs/tiny_bart.yaml --set training.num_train_epochs=2
     sumtune train config/model_configs/tiny_bart.yaml --resume
+    sumtune train config/model_configs/qwen3_4b.yaml --debug      # a smoke test: 2 steps, 2 dev examples
     sumtune score --predictions outputs/RUN/results/predictions.csv
     sumtune sweep config/model_configs/tiny_*.yaml --out reports/tiny
     sumtune predict models/tiny_bart_20250101-120000 --input data/sample/ko_test.csv --output submission.csv
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .sweep import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK  # a stdlib-only module
+from .sweep import DEBUG_HELP, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK  # a stdlib-only module
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="YAML file, e.g. config/model_configs/tiny_bart.yaml")
     _add_overrides(train)
     train.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this config's name from its last checkpoint")
+    _add_debug(train)
     train.set_defaults(handler=run_train)
 
     sweep = commands.add_parser("sweep", help="train and evaluate several configs in turn; a failure does not stop the others")
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-report", action="store_true", help="do not write the comparison report at the end")
     sweep.add_argument("--runs-file", type=Path, metavar="FILE",
                        help="append each run's results directory to FILE, one a line (for `sumtune report` over several sweeps)")
+    _add_debug(sweep)
     sweep.set_defaults(handler=run_sweep)
 
     predict = commands.add_parser("predict", help="summaries for a test file from a trained run, as a submission CSV")
@@ -107,6 +110,10 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set training.learning_rate=1e-4 (repeatable)")
 
 
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+
+
 def run_validate(args) -> int:
     from .config import validate_files
     from .sweep import console_logging
@@ -125,14 +132,14 @@ def run_validate(args) -> int:
 def run_train(args) -> int:
     from .sweep import train_configs
 
-    return train_configs([args.config], args.overrides, resume=args.resume)
+    return train_configs([args.config], args.overrides, resume=args.resume, debug=args.debug)
 
 
 def run_sweep(args) -> int:
     from .sweep import train_configs
 
     return train_configs(args.configs, args.overrides, sweep=True, report=not args.no_report,
-                         report_dir=args.out, runs_file=args.runs_file)
+                         report_dir=args.out, runs_file=args.runs_file, debug=args.debug)
 
 
 def run_predict(args) -> int:

@@ -15,6 +15,7 @@ This module imports no ML library, so ``sumtune validate`` stays instant.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -31,6 +32,24 @@ from .datafiles import ROLES, CheckedFile, check_data_file
 log = logging.getLogger("sumtune")
 
 BASE_KEY = "_base_"
+DEBUG_SUFFIX = "-debug"
+# `--debug` (sumtune train/sweep, code/trainer.py): these overrides come before the user's --set, which
+# may change any of them. The run is named {name}-debug, so nothing that picks the newest run of {name}
+# (predict, sumtune.load, --resume, pruning) ever sees it.
+DEBUG_OVERRIDES = (
+    "debug=true",
+    "training.max_steps=2",
+    "training.logging_steps=1",
+    "training.eval_strategy=no",
+    "training.save_strategy=no",
+    "training.early_stopping_patience=null",
+    "data.max_train_samples=16",
+    "data.max_eval_samples=2",
+    "evaluation.max_examples=2",
+    "generation.max_new_tokens=16",
+)
+# training.report_to backend -> modules that provide it (any one will do); the pip extra has the backend's name
+TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
 
 
@@ -146,6 +165,7 @@ class TrainingConfig(_Section):
     save_steps: Optional[int] = Field(None, gt=0)
     save_total_limit: Optional[int] = Field(2, gt=0)
     logging_steps: int = Field(10, gt=0)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list, description="Experiment tracking: none (default), tensorboard, wandb, or a list of them; the run id is the run name. TensorBoard event files go to logs/tensorboard/{run_id}/. Needs the tracker installed: pip install 'sumtune[tensorboard]' or 'sumtune[wandb]'.")
     early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without a better eval_loss; keeps the best checkpoint.")
     deepspeed: Optional[Path] = Field(None, description="DeepSpeed JSON passed to the HF Trainer.")
 
@@ -153,6 +173,13 @@ class TrainingConfig(_Section):
     @classmethod
     def _yaml_no_is_false(cls, value):
         return "no" if value is False else value  # YAML reads a bare `no` as false
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, value):
+        if value in ("none", None, False):
+            return []
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":
@@ -202,6 +229,7 @@ class OutputConfig(_Section):
 
 class RunConfig(_Section):
     name: str = Field(description="Run name; artifact directories are {name}_{timestamp}.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    debug: bool = Field(False, description="A smoke test (set by --debug with a few steps and examples, no checkpoints): the run is named {name}-debug and marked debug in run.json, so it is never taken as the newest run of {name}.")
     backend: Literal["auto", "unsloth", "peft", "full"] = Field("auto", description="auto picks; naming one insists on it.")
     model: ModelConfig
     data: DataConfig
@@ -297,7 +325,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> RunConfig:
-    """Read, merge and validate one config file; raise ConfigError listing every problem."""
+    """Read, merge and validate one config file; raise ConfigError listing every problem.
+
+    ``check_files``: also check what training needs on this machine: the data files' rows and the
+    experiment trackers' packages."""
     path = Path(path)
     raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
     raw.setdefault("name", path.stem)
@@ -305,8 +336,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([f"{path}: {line}" for line in _describe_errors(exc)]) from None
+    if cfg.debug:
+        cfg.name += DEBUG_SUFFIX
     if check_files:
-        problems = data_file_problems(check_data_files(cfg))
+        problems = data_file_problems(check_data_files(cfg)) + tracker_problems(cfg)
         if problems:
             raise ConfigError([f"{path}: {line}" for line in problems])
     return cfg
@@ -353,6 +386,17 @@ def check_data_files(cfg: RunConfig) -> list[CheckedFile]:
     return [check_data_file(path, cfg.data, role) for role, path in files if path is not None]
 
 
+def tracker_problems(cfg: RunConfig) -> list[str]:
+    """``training.report_to`` backends whose package is not installed here (found without importing it)."""
+    problems = []
+    for backend in cfg.training.report_to:
+        modules = TRACKER_MODULES[backend]
+        if not any(importlib.util.find_spec(module) for module in modules):
+            problems.append(f"training.report_to: '{backend}' is not installed here: pip install 'sumtune[{backend}]' "
+                            f"(or pip install {modules[0]}), or remove '{backend}' from training.report_to")
+    return problems
+
+
 def data_file_problems(checked: list[CheckedFile]) -> list[str]:
     """``data.train_file: <problem>`` lines for every problem found in the files."""
     return [f"data.{found.role}: {line}" for found in checked for line in found.problems]
@@ -369,7 +413,7 @@ def validate_files(paths: list[str | Path], overrides: list[str] | tuple[str, ..
             problems.extend(exc.problems)
             continue
         checked = check_data_files(cfg)
-        problems.extend(f"{path}: {line}" for line in data_file_problems(checked))
+        problems.extend(f"{path}: {line}" for line in data_file_problems(checked) + tracker_problems(cfg))
         for found in checked:
             found.log_findings(log, prefix=f"{path}: data.{found.role}: ")
     return problems

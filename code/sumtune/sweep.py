@@ -12,18 +12,24 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEBUG_HELP = ("smoke test: 2 steps on 16 examples, 2 dev examples, no checkpoints; the run is named {name}-debug, "
+              "so predict, sumtune.load and --resume never take it for {name}'s newest run")
 
 
 def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool = False, sweep: bool = False,
-                  report: bool = True, report_dir: Optional[Path] = None, runs_file: Optional[Path] = None) -> int:
+                  report: bool = True, report_dir: Optional[Path] = None, runs_file: Optional[Path] = None,
+                  debug: bool = False) -> int:
     """Validate every config first, then train each in turn; returns non-zero if any failed.
 
     Without ``sweep`` an invalid config stops everything before any ML library loads (exit 2). A sweep
     records an invalid config as a failed run instead, trains the others, and ends with the report of
     all its runs (unless ``report`` is false); ``runs_file`` collects their results directories.
+    ``debug`` makes each a smoke test (``config.DEBUG_OVERRIDES``, before ``overrides``).
     """
-    from .config import ConfigError, load_config
+    from .config import DEBUG_OVERRIDES, ConfigError, load_config
 
+    if debug:
+        overrides = [*DEBUG_OVERRIDES, *overrides]
     configs, runs, failed = [], [], []
     for path in paths:
         try:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import platform
 import resource
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -105,6 +107,7 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
         model_dir=str(run.model_dir),
         results_dir=str(run.results_dir),
         log=str(run.log_path),
+        debug=cfg.debug,
         eval_file_sha256=file_sha256(cfg.data.eval_file),  # runs are compared only on the same dev data
         versions=library_versions(),
     )
@@ -151,20 +154,39 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         optim="paged_adamw_8bit" if plan.quantization else "adamw_torch",
         deepspeed=str(t.deepspeed) if t.deepspeed else None,
         use_cpu=not cuda,
-        report_to="none",
+        report_to=t.report_to or "none",
+        run_name=run.run_id,
     )
     all_callbacks = list(callbacks) + [LogToFile()]
     if args.load_best_model_at_end:
         all_callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    return trainer_class(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set if evaluating else None,
-        data_collator=data.data_collator(tokenizer, model),
-        processing_class=tokenizer,
-        callbacks=all_callbacks,
-    )
+    if "tensorboard" in t.report_to:
+        log.info("TensorBoard: tensorboard --logdir %s", run.tensorboard_dir.parent)
+    with tensorboard_logging_dir(run.tensorboard_dir):
+        return trainer_class(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=eval_set if evaluating else None,
+            data_collator=data.data_collator(tokenizer, model),
+            processing_class=tokenizer,
+            callbacks=all_callbacks,
+        )
+
+
+@contextmanager
+def tensorboard_logging_dir(directory: Path):
+    """HF's TensorBoardCallback takes its directory from TENSORBOARD_LOGGING_DIR when the Trainer builds it
+    (else a folder under the checkpoints named by time and host): set for that moment, then restored."""
+    before = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(directory)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TENSORBOARD_LOGGING_DIR"]
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = before
 
 
 class DivergenceError(RuntimeError):
