@@ -34,6 +34,8 @@ def fake_run(root: Path, run_id: str, status: str = "completed", *, score=None, 
         (run.model_dir / "adapter_model.safetensors").write_bytes(b"\0" * weights)
     run.log_path.parent.mkdir(parents=True, exist_ok=True)
     run.log_path.write_text("log\n")
+    run.tensorboard_dir.mkdir(parents=True)
+    (run.tensorboard_dir / "events.out.tfevents.1").write_bytes(b"\0" * 8)
     manifest = dict(dict(architecture="bart", checkpoint="scratch:tiny", backend="peft"), name=name, run_id=run_id, status=status, **facts)
     if score is not None:
         manifest["metrics"] = {"score": score}
@@ -264,7 +266,7 @@ def prunable(root: Path) -> dict[str, artifacts.Run]:
 
 
 def exists(run: artifacts.Run) -> list[bool]:
-    return [run.model_dir.exists(), run.results_dir.parent.exists(), run.log_path.exists()]
+    return [run.model_dir.exists(), run.results_dir.parent.exists(), run.log_path.exists(), run.tensorboard_dir.exists()]
 
 
 def bytes_on_disk(run: artifacts.Run) -> int:
@@ -280,7 +282,7 @@ def test_prune_keeps_the_newest_completed_runs_and_never_a_running_or_stopped_on
     assert main(["models", "prune", "kobart", "--keep", "2", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for key, run in runs.items():
-        assert exists(run) == [key not in gone] * 3, key
+        assert exists(run) == [key not in gone] * 4, key
     assert f"deleted kobart_20250101-120000 (completed, {human_size(sizes['c1'])}): {runs['c1'].model_dir}, " in out
     assert "kept kobart_20250107-120000 (the newest run)" in out
     assert "kept kobart_20250104-120000 (interrupted: its checkpoints may be resumed; --include-failed deletes it)" in out

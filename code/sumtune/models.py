@@ -214,9 +214,9 @@ def glob_escape(name: str) -> str:
 
 
 def run_paths(run: RunInfo, root: Path) -> list[Path]:
-    """What a run owns on disk: its model directory, its outputs/ entry and its log."""
-    root = Path(root)
-    return [root / "models" / run.run_id, root / "outputs" / run.run_id, root / "logs" / f"{run.run_id}.log"]
+    """What a run owns on disk: its model directory, its outputs/ entry, its log and TensorBoard events."""
+    owned = artifacts.Run(run.name, run.run_id, Path(root))
+    return [owned.model_dir, owned.results_dir.parent, owned.log_path, owned.tensorboard_dir]
 
 
 def prune(name: str, root: Path, keep: int, dry_run: bool = False, include_failed: bool = False,
