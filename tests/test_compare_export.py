@@ -328,6 +328,14 @@ def test_compare_checks_its_input_before_loading_any_model(runs, tmp_path, monke
     assert "neither a run directory" in capsys.readouterr().err
 
 
+def test_a_variant_that_fails_in_its_process_is_exit_1_with_its_error(runs, tmp_path, capsys):
+    copy = copied_run(runs["bart"], tmp_path)
+    (copy / "base_model" / "model.safetensors").write_bytes(b"not safetensors")
+    assert main(["compare", str(copy), "--examples", "1", "--repeats", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "measuring the base variant" in err and "failed" in err and "Traceback" in err  # the process's own error
+
+
 def test_generated_lengths_count_up_to_and_including_the_first_stop_token():
     generated = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [2, 0, 0, 0, 0], [5, 3, 2, 3, 0]])
     assert generated_lengths(generated, [2, 3]) == [3, 5, 1, 2]

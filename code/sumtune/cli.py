@@ -192,7 +192,7 @@ def run_score(args) -> int:
 
 
 def run_compare(args) -> int:
-    from .compare import CompareError, compare, markdown, write
+    from .compare import CompareError, VariantFailed, compare, markdown, write
     from .config import ConfigError
     from .sweep import console_logging
 
@@ -203,6 +203,9 @@ def run_compare(args) -> int:
     except (CompareError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except VariantFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(markdown(comparison))
     if args.out:
         for path in write(comparison, args.out):

@@ -54,6 +54,10 @@ class CompareError(ValueError):
     """The run, its dev data or the options cannot be used; the message says why and what to do."""
 
 
+class VariantFailed(RuntimeError):
+    """A variant's process failed; the message holds the end of its error output."""
+
+
 @dataclass
 class Measurement:
     """One variant, measured in its own process."""
@@ -85,6 +89,7 @@ class Comparison:
     measurements: list[Measurement]
     scores: dict  # variant -> RougeResult
     notes: list[str]
+    load_average: tuple[str, str]  # before and after the measurements
 
     def rows(self) -> list[dict]:
         """The table, one dict a variant, every cell filled."""
@@ -102,12 +107,13 @@ class Comparison:
         return table
 
 
-COLUMNS = {  # CSV key -> Markdown header
-    "variant": "variant", "parameters": "parameters", "trainable": "trainable", "load_time_s": "load time (s)",
-    "memory_before_load_mib": "memory before load (MiB)", "peak_memory_mib": "peak memory (MiB)",
-    "latency_p50_ms": "latency p50 (ms/example)", "latency_p95_ms": "latency p95 (ms/example)",
-    "tokens_per_s": "tokens/s", "generated_tokens": "generated tokens", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
+COLUMNS = {  # CSV key -> (Markdown header, Markdown format)
+    "variant": ("variant", "{}"), "parameters": ("parameters", "{:,}"), "trainable": ("trainable", "{:,}"),
+    "load_time_s": ("load time (s)", "{:.3f}"), "memory_before_load_mib": ("memory before load (MiB)", "{:.1f}"),
+    "peak_memory_mib": ("peak memory (MiB)", "{:.1f}"), "latency_p50_ms": ("latency p50 (ms/example)", "{:.1f}"),
+    "latency_p95_ms": ("latency p95 (ms/example)", "{:.1f}"), "tokens_per_s": ("tokens/s", "{:.1f}"),
+    "generated_tokens": ("generated tokens", "{:,}"), "rouge1": ("ROUGE-1", "{:.4f}"), "rouge2": ("ROUGE-2", "{:.4f}"),
+    "rougeL": ("ROUGE-L", "{:.4f}"),
 }
 
 
@@ -138,6 +144,7 @@ def compare(target: str | Path, merged: bool = False, repeats: int = 3, examples
         variants.append("merged")
     batch_size = batch_size or cfg.generation.batch_size
 
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="sumtune-compare-") as tmp:
         inputs = Path(tmp) / "dialogues.json"
         inputs.write_text(json.dumps([example.dialogue for example in dev], ensure_ascii=False), encoding="utf-8")
@@ -148,7 +155,7 @@ def compare(target: str | Path, merged: bool = False, repeats: int = 3, examples
     references = [example.summary for example in dev]
     scores = {m.variant: rouge(m.predictions, references, tokenizer=cfg.evaluation.tokenizer) for m in measurements}
     return Comparison(run_dir, cfg, Path(data or cfg.data.eval_file), references, batch_size, repeats, measurements,
-                      scores, notes)
+                      scores, notes, (load_before, load_average()))
 
 
 def read_dev(cfg: RunConfig, data: Optional[Path], examples: int) -> list:
@@ -171,7 +178,8 @@ def measure_in_own_process(variant: str, run_dir: Path, inputs: Path, repeats: i
     done = subprocess.run(command, capture_output=True, text=True, env=child_environment())
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"measuring the {variant} variant failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise VariantFailed(f"measuring the {variant} variant of {run_dir} failed (its process exited with "
+                            f"{done.returncode}); the end of its output:\n{done.stderr[-3000:]}")
     return Measurement(**json.loads(lines[-1]))
 
 
@@ -324,15 +332,11 @@ def markdown(comparison: Comparison) -> str:
     rows = c.rows()
     lines = [f"# sumtune compare: {c.run_dir.name}", ""]
     lines += [f"Note: {note}." for note in c.notes] + ([""] if c.notes else [])
-    lines += ["| " + " | ".join(COLUMNS.values()) + " |",
+    lines += ["| " + " | ".join(header for header, _ in COLUMNS.values()) + " |",
               "|---|" + "---:|" * (len(COLUMNS) - 1)]
-    lines += ["| " + " | ".join(_cell(row[key]) for key in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(form.format(row[key]) for key, (_, form) in COLUMNS.items()) + " |" for row in rows]
     lines += ["", *(f"- {key}: {value}" for key, value in facts(c).items())]
     return "\n".join(lines) + "\n"
-
-
-def _cell(value) -> str:
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def facts(c: Comparison) -> dict:
@@ -361,7 +365,8 @@ def facts(c: Comparison) -> dict:
     if "merged" in by_name:
         same = sum(a == b for a, b in zip(by_name["merged"].predictions, by_name["adapter"].predictions))
         found["merged = adapter"] = f"{same} of {len(c.references)} summaries identical"
-    found["machine"] = machine_line(first)
+    found["machine"] = (f"{machine_line(first)}; load average (1, 5, 15 min) {c.load_average[0]} before, "
+                        f"{c.load_average[1]} after (other processes on a shared machine slow every variant unevenly)")
     found["versions"] = versions_line()
     return found
 
@@ -384,6 +389,13 @@ def machine_line(measured: Measurement) -> str:
     gpu = f"GPU {measured.device}" if measured.device != "cpu" else "no GPU used"
     return (f"{cpu}, {os.cpu_count()} CPU cores, torch threads {measured.threads}, {gpu}; {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def versions_line() -> str:
