@@ -12,6 +12,8 @@ needs when it runs, so ``sumtune --help`` and ``sumtune validate`` return at onc
     sumtune doctor config/model_configs/*.yaml
     sumtune models tiny_bart
     sumtune models prune tiny_bart --keep 2 --dry-run
+    sumtune compare models/tiny_bart_20250101-120000 --merged --out reports/compare
+    sumtune export models/tiny_bart_20250101-120000 --out exports/tiny_bart --merge
 """
 
 from __future__ import annotations
@@ -83,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--tokenizer", default="auto", choices=["auto", "kiwi", "mecab", "whitespace", "english"])
     score.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     score.set_defaults(handler=run_score)
+
+    compare = commands.add_parser("compare", help="base vs base+adapter (and merged) on the run's dev data: parameters, load time, memory, latency, tokens/s, ROUGE")
+    compare.add_argument("run", metavar="RUN_OR_CONFIG", help="models/{name}_{timestamp} directory, or a config for its latest completed run")
+    compare.add_argument("--merged", action="store_true", help="also measure the adapter merged into the base")
+    compare.add_argument("--repeats", type=int, default=3, help="timed passes over the examples after one warm-up batch (default: 3)")
+    compare.add_argument("--examples", type=int, default=8, help="the first K dev examples (default: 8)")
+    compare.add_argument("--batch-size", type=int, help="examples per generate() call (default: the run's generation.batch_size)")
+    compare.add_argument("--data", type=Path, help="dev data to use instead of the run's data.eval_file")
+    compare.add_argument("--out", type=Path, help="also write compare.md and compare.csv into this directory")
+    compare.set_defaults(handler=run_compare)
+
+    export = commands.add_parser("export", help="a directory plain transformers (and peft) load without sumtune, with a model card")
+    export.add_argument("run", metavar="RUN_OR_CONFIG", help="models/{name}_{timestamp} directory, or a config for its latest completed run")
+    export.add_argument("--out", type=Path, required=True, help="directory to create (must not exist, or be empty)")
+    export.add_argument("--merge", action="store_true", help="fold the adapter into the weights: one plain transformers model")
+    export.set_defaults(handler=run_export)
 
     doctor = commands.add_parser("doctor", help="this machine's GPU, libraries and unsloth status, and the backend each config would get here")
     doctor.add_argument("configs", type=Path, nargs="*", help="YAML files to resolve on this machine (optional)")
@@ -193,6 +211,43 @@ def run_score(args) -> int:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
     else:
         print(format_table(result))
+    return EXIT_OK
+
+
+def run_compare(args) -> int:
+    from .compare import CompareError, VariantFailed, compare, markdown, write
+    from .config import ConfigError
+    from .sweep import console_logging
+
+    console_logging()
+    try:
+        comparison = compare(args.run, merged=args.merged, repeats=args.repeats, examples=args.examples,
+                             batch_size=args.batch_size, data=args.data)
+    except (CompareError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except VariantFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(markdown(comparison))
+    if args.out:
+        for path in write(comparison, args.out):
+            print(f"wrote {path}")
+    return EXIT_OK
+
+
+def run_export(args) -> int:
+    from .config import ConfigError
+    from .export import ExportError, export
+    from .sweep import console_logging
+
+    console_logging()
+    try:
+        out = export(args.run, args.out, merge=args.merge)
+    except (ExportError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"exported to {out}; loading lines in {out / 'README.md'}")
     return EXIT_OK
 
 

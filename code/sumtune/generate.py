@@ -9,13 +9,15 @@ are ordinary added tokens, so decoding keeps them as text.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .config import RunConfig
 from .data import encode_prompt, end_token_id
 
 
-def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfig, progress: bool = True) -> list[str]:
+def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfig, progress: bool = True,
+                       new_tokens: Optional[list[int]] = None) -> list[str]:
+    """Summaries in the caller's order; ``new_tokens``, when given, gets each one's generated token count."""
     import torch
     from tqdm.auto import tqdm
 
@@ -23,6 +25,34 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
     encoded = [encode_prompt(dialogue, cfg, tokenizer) for dialogue in dialogues]  # exactly as in training
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     outputs: list[str] = [""] * len(encoded)
+    gen = cfg.generation
+    settings = generation_settings(model, tokenizer, cfg)
+    counts = [0] * len(encoded)
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left" if causal else "right"
+    batches = [order[start:start + gen.batch_size] for start in range(0, len(order), gen.batch_size)]
+    try:
+        for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
+            with torch.inference_mode():
+                generated = model.generate(**inputs, **settings)
+            generated = generated[:, inputs["input_ids"].shape[1]:] if causal else generated[:, 1:]  # no decoder start
+            texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+            for index, text, length in zip(batch, texts, generated_lengths(generated, settings["eos_token_id"])):
+                outputs[index], counts[index] = text.strip(), length
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    if new_tokens is not None:
+        new_tokens.extend(counts)
+    return outputs
+
+
+def generation_settings(model, tokenizer, cfg: RunConfig) -> dict:
+    """The keyword arguments of every ``model.generate`` call: the config's ``generation`` block, greedy or
+    beam search (never sampling), and where to start and stop."""
     gen = cfg.generation
     settings = dict(
         max_new_tokens=gen.max_new_tokens,
@@ -34,27 +64,17 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=stop_token_ids(model, tokenizer, cfg),
     )
-    if not causal:
+    if cfg.arch.kind == "seq2seq":
         settings["decoder_start_token_id"] = decoder_start_token_id(model)
-    was_training = model.training
-    model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left" if causal else "right"
-    batches = [order[start:start + gen.batch_size] for start in range(0, len(order), gen.batch_size)]
-    try:
-        for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
-            with torch.inference_mode():
-                generated = model.generate(**inputs, **settings)
-            if causal:
-                generated = generated[:, inputs["input_ids"].shape[1]:]
-            texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            for index, text in zip(batch, texts):
-                outputs[index] = text.strip()
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-    return outputs
+    return settings
+
+
+def generated_lengths(generated, stop_ids: list[int]) -> list[int]:
+    """Tokens each row generated: up to and including its first stop token (padding after it not counted)."""
+    import torch
+
+    stops = torch.isin(generated, torch.tensor(stop_ids, device=generated.device)).int()
+    return [int(row.argmax()) + 1 if row.any() else len(row) for row in stops]
 
 
 def stop_token_ids(model, tokenizer, cfg: RunConfig) -> list[int]:

@@ -33,6 +33,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from . import artifacts, backends, data
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
+from .modelcard import run_card
 from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
@@ -85,6 +86,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
             model = loaded.for_generation(trainer.model) if loaded.for_generation else trainer.model
             scores = evaluate_after_training(model, tokenizer, splits.eval, cfg, run)
         processes.wait_for_everyone()
+        if processes.main:  # instead of PEFT's empty template
+            write_text_atomic(run.model_dir / "README.md", run_card(cfg, run.manifest, run.run_id, run.model_dir))
         run.update(status="completed", wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb())
         log.info("done: model %s | results %s | log %s", run.model_dir, run.results_dir, run.log_path)
         return RunResult(run, scores, "completed")
