@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="summaries for a test file from a trained run, as a submission CSV")
     predict.add_argument("run", metavar="RUN_OR_CONFIG",
-                         help="models/{name}_{timestamp} directory, or a config (path or stem of config/model_configs) for its latest completed run")
+                         help="models/{name}_{timestamp} directory, a run id, or a config (path or stem of config/model_configs) or run name for its latest completed run")
     predict.add_argument("--input", type=Path, required=True, help="CSV or JSONL with the run's id and dialogue columns")
     predict.add_argument("--output", type=Path, required=True, help="CSV to write: {id column},summary in input order")
     predict.add_argument("--batch-size", type=int, help="examples per generate() call (default: the run's generation.batch_size)")
