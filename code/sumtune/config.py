@@ -18,8 +18,9 @@ import difflib
 import importlib.util
 import json
 import logging
+import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,6 +53,15 @@ DEBUG_OVERRIDES = (
 TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
 
+# Loading options, checked here (no ML library) for the config and for sumtune.load's arguments alike.
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPES = get_args(DtypeName)
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate spreads the weights
+DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+MEMORY_DEVICE = re.compile(r"^(cpu|mps|disk|cuda:\d+|\d+)$")  # a bare number is that GPU
+MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?(GiB|MiB|KiB|GB|MB|KB)$")  # the units accelerate reads
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -72,7 +82,9 @@ class ModelConfig(_Section):
     tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory; default: the checkpoint's, or one trained on the data for init: scratch.")
     config: Optional[str] = Field(None, description="init: scratch only: a directory with a checkpoint's config.json (and generation_config.json); the random model keeps its facts (vocab size, special-token ids, decoder start, tied embeddings) with the size preset's dimensions.")
     special_tokens_map: dict[SpecialTokenRole, str] = Field(default_factory=dict, description="Special tokens the tokenizer does not declare, e.g. {eos_token: '</s>', pad_token: '<pad>'}; each must be in its vocabulary.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype when loading.")
+    dtype: DtypeName = Field("auto", description="dtype of the base weights (bf16, fp16, fp32 are read as bfloat16, float16, float32). auto: bfloat16 on a GPU that supports it when the base does not train (LoRA, QLoRA), else float32 (CPU, full fine-tuning, a scratch model).")
+    device_map: Optional[Union[str, int, dict[str, Union[int, str]]]] = Field(None, description="Where a pretrained checkpoint's weights go when it loads, through accelerate: auto (fill the GPUs, then the CPU), balanced, balanced_low_0, sequential, one device (cpu, cuda:0, 0), or {module: device}. Also sumtune.load's default. Single-process runs only: under DDP and DeepSpeed each rank holds the whole model on its own device.")
+    max_memory: Optional[dict[str, Union[int, str]]] = Field(None, description="Memory cap per device for device_map, e.g. {cuda:0: 10GiB, cpu: 30GiB} (units GiB, MiB, GB, MB; a bare number of bytes); set alone, it implies device_map: auto.")
     trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint. Only for checkpoints you trust.")
     allow_pickle: bool = Field(False, description="Allow non-safetensors (pickle) weights.")
     init: Literal["pretrained", "scratch"] = Field("pretrained", description="Load a checkpoint, or build a randomly initialised model offline.")
@@ -92,6 +104,69 @@ class ModelConfig(_Section):
         if value not in SIZE_PRESETS:
             raise ValueError(unknown_choice_message("size preset", value, SIZE_PRESETS))
         return value
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _known_dtype(cls, value):
+        return check_dtype(value)
+
+    @field_validator("device_map", mode="before")
+    @classmethod
+    def _known_device_map(cls, value):
+        return check_device_map(value)
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _known_max_memory(cls, value):
+        return check_max_memory(value)
+
+
+def check_dtype(value: str) -> str:
+    """A dtype name (``auto``, ``bf16``/``bfloat16``, ...) as ``model.dtype`` holds it."""
+    name = DTYPE_ALIASES.get(value, value) if isinstance(value, str) else value
+    if name not in DTYPES:
+        raise ValueError(f"{value!r} is not a dtype; use one of {', '.join((*DTYPES, *DTYPE_ALIASES))}")
+    return name
+
+
+def check_device_map(value: Any) -> Any:
+    """A device_map as transformers takes it, or ValueError saying what is allowed."""
+    if value is None or value in DEVICE_MAP_STRATEGIES or _is_device(value):
+        return value
+    if isinstance(value, dict) and value:
+        wrong = {module: device for module, device in value.items() if not (_is_device(device) or device == "disk")}
+        if not wrong:
+            return value
+        raise ValueError(f"{wrong} names no device; a module's device is cpu, disk, cuda:N, mps or a GPU number")
+    raise ValueError(f"{value!r} is neither a strategy ({', '.join(DEVICE_MAP_STRATEGIES)}) nor a device "
+                     "(cpu, cuda, cuda:0, mps, a GPU number) nor a non-empty {module: device} mapping")
+
+
+def _is_device(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+        isinstance(value, str) and DEVICE.match(value) is not None)
+
+
+def check_max_memory(value: Any) -> Optional[dict[str, Union[int, str]]]:
+    """``{device: size}`` with GPUs written ``cuda:N`` (a bare number N is read as GPU N), or ValueError."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{value!r} is not a non-empty mapping of device to size, e.g. {{cuda:0: 10GiB, cpu: 30GiB}}")
+    problems, checked = [], {}
+    for device, size in value.items():
+        key = str(device)
+        if MEMORY_DEVICE.match(key) is None or isinstance(device, bool):
+            problems.append(f"{device!r} is not a device (cpu, mps, disk, cuda:0, or a GPU number)")
+            continue
+        good_size = (isinstance(size, int) and not isinstance(size, bool) and size > 0) or (
+            isinstance(size, str) and MEMORY_SIZE.match(size) is not None)
+        if not good_size:
+            problems.append(f"{key}: {size!r} is not a size (e.g. 10GiB, 512MiB, 30GB, or a number of bytes)")
+        checked[f"cuda:{key}" if key.isdigit() else key] = size
+    if problems:
+        raise ValueError("; ".join(problems))
+    return checked
 
 
 class DataConfig(_Section):
@@ -253,6 +328,10 @@ class RunConfig(_Section):
             problems.append(("backend", f"'{self.backend}' trains adapters: set qlora.use_qlora: true"))
         if self.qlora.load_in_4bit and not self.qlora.use_qlora:
             problems.append(("qlora.load_in_4bit", "needs LoRA adapters (qlora.use_qlora: true); 4-bit weights cannot be fully fine-tuned"))
+        for key in ("device_map", "max_memory"):
+            if self.training.deepspeed and getattr(self.model, key) is not None:
+                problems.append((f"model.{key}", f"cannot be used with training.deepspeed: DeepSpeed gives every rank the "
+                                 f"whole model on its own device. Remove model.{key} (or training.deepspeed)"))
         _raise_problems(problems)
         return self
 

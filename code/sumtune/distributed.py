@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import artifacts
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 
 DDP_TIMEOUT = timedelta(minutes=30)  # what the other ranks give rank 0 to generate and score (HF's ddp_timeout)
 
@@ -53,8 +53,15 @@ def launched_processes(cfg: RunConfig) -> Processes:
     The group is the one the HF Trainer would create (accelerate's PartialState, same backend and
     DeepSpeed switch); the Trainer reuses it. It is needed earlier, to agree on the run directory.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
         return Processes()
+    placed = [f"model.{key}" for key in ("device_map", "max_memory") if getattr(cfg.model, key) is not None]
+    if placed:
+        raise ConfigError([f"{cfg.name}: {' and '.join(placed)} set, but this run was launched as {world_size} processes "
+                           f"(WORLD_SIZE={world_size}): under DDP each rank holds the whole model on its own GPU, so the "
+                           f"weights cannot be spread over devices. Remove {' and '.join(placed)} (e.g. --set "
+                           f"{placed[0]}=null), or launch one process to spread a model too big for one GPU"])
     from accelerate import PartialState
 
     launcher_flag = os.environ.get("ACCELERATE_USE_DEEPSPEED")

@@ -4,6 +4,10 @@
 when no tokenizer is configured, trains a BPE tokenizer on the training texts — so tests and the demo
 run offline; both are kept in the run's ``base_model/`` and loaded from there on ``--resume``. Backends
 call ``load_base``; they add adapters or quantisation on top.
+
+How weights load (training and ``sumtune.load`` alike): safetensors only unless ``model.allow_pickle``,
+an explicit dtype (``load_dtype``), ``model.device_map`` / ``model.max_memory`` passed to accelerate
+(``placement``), and every load timed with the peak memory after it (``LoadClock``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -50,7 +57,7 @@ class BaseModel:
     for_generation: Optional[Callable] = None  # switches a trained model to inference mode (unsloth); None: nothing to do
 
 
-def load_base(cfg: RunConfig, texts: list[str], quantization_config=None, device_map=None,
+def load_base(cfg: RunConfig, texts: list[str], quantization_config=None,
               scratch_dir: Path | None = None, keep_initial_weights: bool = True) -> BaseModel:
     """The model and tokenizer a backend starts from, with speaker tags added as single tokens.
 
@@ -74,7 +81,7 @@ def load_base(cfg: RunConfig, texts: list[str], quantization_config=None, device
         if cfg.model.init == "scratch":
             model = build_scratch_model(cfg, tokenizer)
         else:
-            model = load_pretrained_model(cfg, quantization_config, device_map)
+            model = load_pretrained_model(cfg, quantization_config)
         if not built_for_tokenizer(cfg):
             make_room_for_new_tokens(model, tokenizer, new_ids)  # also keeps an untied output layer untied
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
@@ -273,6 +280,8 @@ def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
     special-token ids, decoder start, tied or untied output embeddings) and only the dimensions
     change; otherwise the special ids come from the tokenizer and the vocabulary fits it.
     """
+    import torch
+
     arch, size = cfg.arch, cfg.model.size
     dims = arch.scratch_config(SIZE_PRESETS[size])
     if cfg.model.config:
@@ -292,7 +301,7 @@ def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
         if arch.kind == "seq2seq":
             special_ids["decoder_start_token_id"] = tokenizer.pad_token_id
         config = getattr(transformers, arch.config_class)(vocab_size=_round_up(len(tokenizer), 8), **special_ids, **dims)
-    model = getattr(transformers, arch.auto_class).from_config(config)
+    model = getattr(transformers, arch.auto_class).from_config(config, dtype=getattr(torch, load_dtype(cfg)))
     if cfg.model.config:
         if _published_untied(Path(cfg.model.config)):
             untie_output_layer(model)
@@ -319,7 +328,7 @@ def untie_output_layer(model) -> None:
     keep_output_layer_untied(model)
 
 
-def load_pretrained_model(cfg: RunConfig, quantization_config=None, device_map=None):
+def load_pretrained_model(cfg: RunConfig, quantization_config=None):
     source = cfg.model.checkpoint
     ensure_available(source, cfg.model.revision)
     auto_class = getattr(transformers, cfg.arch.auto_class)
@@ -327,11 +336,40 @@ def load_pretrained_model(cfg: RunConfig, quantization_config=None, device_map=N
         revision=cfg.model.revision,
         trust_remote_code=cfg.model.trust_remote_code,
         use_safetensors=None if cfg.model.allow_pickle else True,
-        dtype=cfg.model.dtype,
+        dtype=load_dtype(cfg),
+        **placement(cfg.model, default=quantized_device_map() if quantization_config is not None else None),
     )
+    # No low_cpu_mem_usage: transformers 5 always loads that way (the model is made on the meta device and
+    # each weight is read straight from the memory-mapped file into place), and drops the flag unread.
     if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map=device_map or quantized_device_map())
+        kwargs["quantization_config"] = quantization_config
     return auto_class.from_pretrained(source, **kwargs)
+
+
+def load_dtype(cfg: RunConfig) -> str:
+    """``model.dtype`` made explicit. ``auto``: bfloat16 for a pretrained base that does not train (LoRA,
+    QLoRA) on a GPU that supports it; float32 otherwise — on a CPU, for weights that train (full
+    fine-tuning keeps fp32 master weights; the Trainer's bf16/fp16 autocast does the fast math), and for a
+    scratch model, which is built in float32."""
+    if cfg.model.dtype != "auto":
+        return cfg.model.dtype
+    import torch
+
+    frozen_base = cfg.qlora.use_qlora and cfg.backend != "full" and cfg.model.init == "pretrained"
+    return "bfloat16" if frozen_base and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
+def placement(model_cfg, default=None) -> dict:
+    """``device_map`` and ``max_memory`` for ``from_pretrained``: the config's (``max_memory`` alone means
+    ``device_map: auto``), else ``default``; nothing when neither is set (the caller moves the model)."""
+    device_map = model_cfg.device_map
+    if device_map is None and model_cfg.max_memory is not None:
+        device_map = "auto"
+    kwargs = {"device_map": device_map if device_map is not None else default}
+    if model_cfg.max_memory is not None:  # accelerate names GPUs by number: cuda:0 -> 0
+        kwargs["max_memory"] = {int(k.removeprefix("cuda:")) if k.startswith("cuda:") else k: v
+                                for k, v in model_cfg.max_memory.items()}
+    return {key: value for key, value in kwargs.items() if value is not None}
 
 
 def quantized_device_map() -> dict:
@@ -339,6 +377,51 @@ def quantized_device_map() -> dict:
     import torch
 
     return {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else {"": "cpu"}
+
+
+# --- measured loading ------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadClock:
+    """Seconds per step of a load (``{"base": 1.23, "adapter": 0.05}``) and the peak memory after it.
+
+        clock = LoadClock()
+        with clock.step("base"):
+            model = ...
+        run.update(**clock.facts())    # load_time_s, load_peak_memory_mb
+    """
+
+    times: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()  # the peak of this load, not of what ran before it
+
+    @contextmanager
+    def step(self, name: str):
+        started = time.perf_counter()
+        yield
+        self.times[name] = round(time.perf_counter() - started, 3)
+
+    def facts(self) -> dict:
+        return {"load_time_s": dict(self.times), "load_peak_memory_mb": peak_memory_mb()}
+
+    def describe(self) -> str:
+        """``loaded base in 1.23 s, adapter in 0.05 s, peak memory 812 MB``"""
+        steps = ", ".join(f"{name} in {seconds:.2f} s" for name, seconds in self.times.items())
+        return f"loaded {steps}, peak memory {peak_memory_mb():.0f} MB"
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory (CUDA max allocated) when on CUDA, else the process's peak resident memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def ensure_available(source: str, revision: str | None = None) -> None:

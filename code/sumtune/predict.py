@@ -3,8 +3,8 @@
     sumtune predict models/tiny_bart_20250101-120000 --input data/sample/ko_test.csv --output submission.csv
     sumtune predict config/model_configs/tiny_bart.yaml --input data/sample/ko_test.csv --output submission.csv --batch-size 32
 
-A run is a ``models/{name}_{ts}`` directory, or a config (path, or a stem of config/model_configs/)
-whose latest *completed* run under its ``output.root`` is used. The run is rebuilt as it was trained
+A run is a ``models/{name}_{ts}`` directory, a run id, or a config (path, or a stem of
+config/model_configs/) or run name whose latest *completed* run is used (``trained.find_run_dir``). The run is rebuilt as it was trained
 by ``sumtune.trained.load`` (base, quantization, adapter, tokenizer, prompt and generation settings);
 the input is checked before any model is loaded.
 """

@@ -89,6 +89,12 @@ def _backend(m: dict) -> Optional[str]:
     return backend
 
 
+def _base_load_time(m: dict) -> Optional[float]:
+    """Seconds the base model took to load (run.json ``load_time_s.base``); None for runs made before it was timed."""
+    times = m.get("load_time_s")
+    return times.get("base") if isinstance(times, dict) else None
+
+
 def _number(digits: int) -> Callable[[Any], str]:
     return lambda v: f"{v:,.{digits}f}" if isinstance(v, (int, float)) else ""
 
@@ -118,6 +124,8 @@ COLUMNS = (
     Column("train time (s)", lambda m: m.get("train_time_s"), _number(1), numeric=True),
     Column("wall time (s)", lambda m: m.get("wall_time_s"), _number(1), numeric=True),
     Column("train tokens/s", lambda m: m.get("train_tokens_per_s"), _number(1), numeric=True),
+    Column("load time (s)", _base_load_time, _number(2), numeric=True),
+    Column("load peak memory (MB)", lambda m: m.get("load_peak_memory_mb"), _number(0), numeric=True),
     Column("peak memory (MB)", lambda m: m.get("peak_memory_mb"), _number(0), numeric=True),
     Column("status", lambda m: m.get("status")),
     Column("error", lambda m: m.get("error")),

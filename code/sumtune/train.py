@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import platform
-import resource
 import time
 import traceback
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from . import artifacts, backends, data
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
+from .loading import LoadClock, peak_memory_mb
 from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
@@ -66,11 +66,14 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         transformers.set_seed(cfg.training.seed)  # a scratch model's weights and LoRA's initial A matrices
         # DDP starts every rank from rank 0's weights; a resumed run reads the tokenizer and init it saved
         scratch_dir = run.scratch_base_dir if processes.main or resume else None
-        loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
+        clock = LoadClock()
+        with clock.step("base"):
+            loaded = backends.load(plan, cfg, data.tokenizer_training_texts(splits), scratch_dir=scratch_dir)
+        log.info(clock.describe())
         model, tokenizer = loaded.model, loaded.tokenizer
         trainable, total = count_parameters(model)
         run.update(trainable_params=trainable, total_params=total, added_token_ids=loaded.new_token_ids,
-                   checkpoint_commit=getattr(model.config, "_commit_hash", None))
+                   checkpoint_commit=getattr(model.config, "_commit_hash", None), **clock.facts())
         log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
         train_set = data.encode_examples(splits.train, cfg, tokenizer, "train")
@@ -377,13 +380,6 @@ def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory when on CUDA, else the process's peak resident memory."""
-    if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def library_versions() -> dict:

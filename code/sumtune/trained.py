@@ -1,17 +1,22 @@
 """A trained run, rebuilt exactly as it was trained: the one loader behind predict and apps.
 
     import sumtune
-    trained = sumtune.load("models/tiny_bart_20250101-120000")   # or a config path, or a config stem
+    trained = sumtune.load("tiny_bart")                         # newest completed run of a config / run name
+    trained = sumtune.load("tiny_bart_20250101-120000")         # a run id under models/, or a run directory
+    trained = sumtune.load("kobart", device_map="auto", dtype="bf16", max_memory={"cuda:0": "10GiB", "cpu": "30GiB"})
+    trained = sumtune.load("tiny_bart", merge=True)             # the LoRA adapter folded into the base
     trained.summarize(["#Person1#: 안녕하세요 ...", ...], num_beams=1)
 
-A run is a ``models/{name}_{ts}`` directory, or a config (path, or a stem of config/model_configs/)
-whose latest *completed* run under its ``output.root`` is used. The run's ``config.yaml`` and
-``run.json`` decide everything: the base (the checkpoint and revision it was trained from, or the
-scratch init saved in ``base_model/``), its dtype, its quantization (a run trained on 4-bit NF4 base
-weights is rebuilt in 4-bit through bitsandbytes, which also runs on a CPU; where it is not usable
-the log says what was done instead), the embedding rows made for added tokens, the adapter, the
-tokenizer saved with the run, and the preprocessing and generation settings. Weights load from
-safetensors only, unless the run's config says ``model.allow_pickle: true``. Loading writes nothing.
+A run is a ``models/{name}_{ts}`` directory, a run id (``{name}_{ts}``, looked up under ``models/``), or a
+name: a config (path, or a stem of config/model_configs/) or a run name, whose latest *completed* run
+is used. The run's ``config.yaml`` and ``run.json`` decide everything: the base (the checkpoint and
+revision it was trained from, or the scratch init saved in ``base_model/``), its dtype, its quantization
+(a run trained on 4-bit NF4 base weights is rebuilt in 4-bit through bitsandbytes, which also runs on a
+CPU; where it is not usable the log says what was done instead), the embedding rows made for added
+tokens, the adapter, the tokenizer saved with the run, and the preprocessing and generation settings.
+``device_map``, ``dtype`` and ``max_memory`` given to ``load`` win over the run's ``model.*`` keys.
+Weights load from safetensors only, unless the run's config says ``model.allow_pickle: true``. Loading
+writes nothing; it logs and keeps how long the base and the adapter took and the peak memory after.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
+from pydantic import ValidationError
 
 from . import artifacts
-from .config import RunConfig, load_config
+from .config import ModelConfig, RunConfig, load_config
 
 log = logging.getLogger("sumtune")
 
@@ -43,6 +49,8 @@ class TrainedModel:
     run: Path  # the run's model directory
     manifest: dict = field(default_factory=dict)  # its run.json
     notes: list[str] = field(default_factory=list)  # where the rebuild differs from training, and why
+    load_time_s: dict[str, float] = field(default_factory=dict)  # {"base": s, "adapter": s[, "merge": s]}
+    peak_memory_mb: Optional[float] = None  # after loading: CUDA max allocated, or the process's peak RSS on a CPU
 
     def summarize(self, dialogues: Sequence[str], progress: bool = False, **generation) -> list[str]:
         """Summaries with the run's preprocessing; ``generation`` overrides its settings (num_beams=1, ...)."""
@@ -52,12 +60,36 @@ class TrainedModel:
         return generate_summaries(self.model, self.tokenizer, list(dialogues), cfg, progress=progress)
 
 
-def load(ref: str | Path) -> TrainedModel:
+def load(ref: str | Path, device_map=None, dtype=None, max_memory: Optional[dict] = None,
+         merge: bool = False) -> TrainedModel:
+    """The run ``ref`` rebuilt as trained; the options, when given, win over its ``model.*`` keys.
+
+    ``device_map``: ``"auto"`` spreads the model over the GPUs, then the CPU (accelerate); a device
+    (``"cpu"``, ``"cuda:0"``) or ``{module: device}``. ``dtype``: ``"auto"``, ``"bf16"``, ``"fp16"``,
+    ``"fp32"`` or a torch dtype. ``max_memory``: a cap per device, ``{"cuda:0": "10GiB", "cpu": "30GiB"}``
+    (alone it implies ``device_map="auto"``). ``merge``: fold a LoRA adapter into the base weights
+    (``merge_and_unload``) for faster generation; a 4-bit base is dequantized first (see ``notes``).
+    """
     run_dir = find_run_dir(ref)
-    cfg = load_run_config(run_dir)
+    cfg = with_load_options(load_run_config(run_dir), run_dir, device_map=device_map, dtype=dtype, max_memory=max_memory)
     manifest = artifacts.load_manifest(artifacts.Run(cfg.name, run_dir.name, run_dir.parent.parent))
-    model, tokenizer, notes = rebuild(run_dir, cfg, manifest)
-    return TrainedModel(model, tokenizer, cfg, run_dir, manifest, notes)
+    return rebuild(run_dir, cfg, manifest, merge=merge)
+
+
+def with_load_options(cfg: RunConfig, run_dir: Path, **options) -> RunConfig:
+    """The run's config with ``load``'s options over its ``model.*`` keys, checked before any model loads."""
+    given = {key: value for key, value in options.items() if value is not None}
+    if "dtype" in given and not isinstance(given["dtype"], str):  # a torch dtype: torch.bfloat16 -> "bfloat16"
+        given["dtype"] = str(given["dtype"]).removeprefix("torch.")
+    if not given:
+        return cfg
+    try:
+        model = ModelConfig.model_validate({**cfg.model.model_dump(), **given})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise RunError(f"sumtune.load({run_dir}): {problems}") from None
+    return cfg.model_copy(update={"model": model})
 
 
 # --- which run -------------------------------------------------------------------------------------
@@ -70,8 +102,8 @@ def find_run_dir(target: str | Path) -> Path:
     if path.is_dir():
         if not (path / "config.yaml").is_file():
             raise RunError(
-                f"{path} is not a trained run's model directory (no config.yaml); pass models/{{name}}_{{timestamp}} "
-                "or a config file"
+                f"{path} is not a trained run's model directory (no config.yaml); pass models/{{name}}_{{timestamp}}, "
+                "a run id, a run name or a config file"
             )
         return path
     config_path = path if path.is_file() else MODEL_CONFIGS / f"{target}.yaml"
@@ -124,45 +156,61 @@ def load_run_config(run_dir: Path) -> RunConfig:
 # --- the model -------------------------------------------------------------------------------------
 
 
-def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict):
-    """(model, tokenizer, notes): base + adapter when the run saved one, else the fully trained model."""
-    import torch
+def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict, merge: bool = False) -> TrainedModel:
+    """Base + adapter when the run saved one, else the fully trained model; ``cfg.model`` says where the
+    weights go and in which dtype (on a GPU, by default, all on this process's GPU)."""
     import transformers
+
+    from .loading import LoadClock, load_dtype, load_pretrained_model, make_room_for_new_tokens, placement, quantized_device_map
 
     if cfg.model.trust_remote_code:
         log.warning("trust_remote_code is ON for %s: code shipped with the checkpoint will run", cfg.model.checkpoint)
-    tokenizer = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(
-        str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
-    auto_class = getattr(transformers, cfg.arch.auto_class)
-    safetensors_only = None if cfg.model.allow_pickle else True
+    adapter = (run_dir / "adapter_config.json").is_file()
+    _require_safetensors(run_dir, "adapter_model" if adapter else "model", cfg)
     notes: list[str] = []
-    if not (run_dir / "adapter_config.json").is_file():
-        _require_safetensors(run_dir, "model", cfg)
-        model = auto_class.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code,
-                                           use_safetensors=safetensors_only, dtype=cfg.model.dtype)
-    else:
-        from peft import PeftModel
-
-        from .loading import load_pretrained_model, make_room_for_new_tokens
-
-        _require_safetensors(run_dir, "adapter_model", cfg)
-        quantization_config = _quantization_as_trained(manifest, notes)
-        if cfg.model.init == "scratch":  # saved with its embedding rows already made for the added tokens
-            base = auto_class.from_pretrained(str(run_dir / "base_model"), use_safetensors=safetensors_only,
-                                              dtype="auto", **_placement(quantization_config))  # as built
+    quantization_config = _quantization_as_trained(manifest, notes) if adapter else None
+    if cfg.model.device_map is None and cfg.model.max_memory is None:  # straight onto the GPU, or kept on the CPU
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"device_map": quantized_device_map()})})
+    auto_class = getattr(transformers, cfg.arch.auto_class)
+    weights = dict(use_safetensors=None if cfg.model.allow_pickle else True, dtype=load_dtype(cfg), **placement(cfg.model))
+    clock = LoadClock()
+    with clock.step("base"):
+        tokenizer = getattr(transformers, cfg.arch.tokenizer_class).from_pretrained(
+            str(run_dir), trust_remote_code=cfg.model.trust_remote_code)
+        if not adapter:
+            model = auto_class.from_pretrained(str(run_dir), trust_remote_code=cfg.model.trust_remote_code, **weights)
+        elif cfg.model.init == "scratch":  # saved with its embedding rows already made for the added tokens
+            base = auto_class.from_pretrained(str(run_dir / "base_model"), quantization_config=quantization_config, **weights)
             added = []
         else:
             revision = cfg.model.revision or manifest.get("checkpoint_commit")
             base = load_pretrained_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"revision": revision})}),
                                          quantization_config)
             added = added_token_ids(tokenizer, cfg, manifest)
-        make_room_for_new_tokens(base, tokenizer, added)  # as training did; an untied output layer stays untied
-        model = PeftModel.from_pretrained(base, str(run_dir))
-    if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
-        model = model.to("cuda")
+        if adapter:
+            if merge and quantization_config is not None:
+                base = base.dequantize()
+                notes.append(f"merge=True on a run trained on 4-bit NF4 base weights: the base was dequantized to "
+                             f"{load_dtype(cfg)} before the adapter was folded in (peft would quantize each merged layer "
+                             "to 4-bit again, rounding the small LoRA update away), so the merged model computes what "
+                             "the trained one did, with the memory of an unquantized base")
+            make_room_for_new_tokens(base, tokenizer, added)  # as training did; an untied output layer stays untied
+    if adapter:
+        from peft import PeftModel
+
+        with clock.step("adapter"):  # its own weights stay float32, as trained (PEFT's autocast_adapter_dtype)
+            model = PeftModel.from_pretrained(base, str(run_dir))
+        if merge:
+            with clock.step("merge"):
+                model = model.merge_and_unload()
+    elif merge:
+        notes.append("merge=True: this run trained all weights and saved no adapter; there is nothing to fold in")
     for note in notes:
         log.warning("%s: %s", run_dir, note)
-    return model.eval(), tokenizer, notes
+    log.info("%s: %s", run_dir, clock.describe())
+    facts = clock.facts()
+    return TrainedModel(model.eval(), tokenizer, cfg, run_dir, manifest, notes, facts["load_time_s"],
+                        facts["load_peak_memory_mb"])
 
 
 def _quantization_as_trained(manifest: dict, notes: list[str]):
@@ -178,14 +226,6 @@ def _quantization_as_trained(manifest: dict, notes: list[str]):
     from .backends.peft import four_bit_config
 
     return four_bit_config()
-
-
-def _placement(quantization_config) -> dict:
-    if quantization_config is None:
-        return {}
-    from .loading import quantized_device_map
-
-    return dict(quantization_config=quantization_config, device_map=quantized_device_map())
 
 
 def _require_safetensors(run_dir: Path, stem: str, cfg: RunConfig) -> None:

@@ -86,6 +86,10 @@ def load(cfg, plan, texts: list[str], scratch_dir: Optional[Path] = None) -> Bas
     from unsloth import FastLanguageModel
 
     source, tokenizer, new_ids = _source_and_tokenizer(cfg, texts, scratch_dir)
+    if cfg.model.max_memory is not None:
+        log.warning("model.max_memory is not used on the unsloth path: FastLanguageModel.from_pretrained takes no memory "
+                    "cap (set backend: peft to load with it)")
+    placed = {"device_map": cfg.model.device_map} if cfg.model.device_map is not None else {}  # else unsloth's own
     model, _unsloth_tokenizer = FastLanguageModel.from_pretrained(
         model_name=source,
         use_exact_model_name=True,  # else unsloth swaps in its own repository (e.g. '...-unsloth-bnb-4bit')
@@ -94,6 +98,7 @@ def load(cfg, plan, texts: list[str], scratch_dir: Optional[Path] = None) -> Bas
         load_in_4bit=plan.quantization == "4bit",
         revision=cfg.model.revision if cfg.model.init == "pretrained" else None,
         trust_remote_code=cfg.model.trust_remote_code,
+        **placed,
     )
     if cfg.model.init == "pretrained":  # a scratch base was saved with its rows already made
         make_room_for_new_tokens(model, tokenizer, new_ids)
