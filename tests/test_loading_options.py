@@ -316,3 +316,24 @@ def test_training_loads_a_pretrained_base_with_the_configs_dtype_and_placement(r
     assert (called["dtype"], called["device_map"], called["max_memory"]) == ("bfloat16", "cpu", {"cpu": "2GiB"})
     assert called["use_safetensors"] is True and "low_cpu_mem_usage" not in called  # transformers 5 drops that flag
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_grown_embedding_rows_are_the_trained_mean_on_every_rebuild():
+    """Training, --resume, sumtune.load and export each grow a pretrained base for the added tags; every
+    rebuild must give the same rows, padding rows past the tokenizer included (transformers draws them at random)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from sumtune.loading import make_room_for_new_tokens
+
+    def grown(rng_seed: int):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2))
+        torch.manual_seed(rng_seed)  # whatever the process's RNG holds when the run is rebuilt
+        make_room_for_new_tokens(model, [None] * 67, [64, 65, 66])  # 3 tags; rows padded to a multiple of 8
+        return model.get_input_embeddings().weight.detach().clone()
+
+    first, again = grown(1), grown(2)
+    assert first.shape == (72, 16)
+    assert torch.equal(first, again)
+    assert torch.allclose(first[64:], first[:64].mean(dim=0, keepdim=True).expand(8, -1))

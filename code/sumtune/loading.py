@@ -128,8 +128,8 @@ def make_room_for_new_tokens(model, tokenizer: PreTrainedTokenizerBase, new_ids:
     Rows are added (input and, for untied models, output embeddings) when the tokenizer outgrew the
     matrix. Where the matrix already has spare rows past the tokenizer (T5: 32,100 tokens, 32,128 rows;
     mT5: 250,100 and 250,112; Qwen3: 151,669 and 151,936) and added tokens land on them, those rows
-    are untrained padding: they are set to the mean of the trained rows, as transformers initialises
-    resized rows, on the input side and, when untied, the output side. An untied output layer stays
+    are untrained padding: they are set to the mean of the trained rows, on the input side and, when
+    untied, the output side; rows added by growing the matrix get that mean too. An untied output layer stays
     untied (``keep_output_layer_untied``).
     """
     import torch
@@ -144,7 +144,12 @@ def make_room_for_new_tokens(model, tokenizer: PreTrainedTokenizerBase, new_ids:
                 weight[spare] = weight[:first].mean(dim=0, keepdim=True)
         log.info("%d added tokens landed on spare embedding rows: set to the mean of the trained rows", len(spare))
     if len(tokenizer) > rows:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+        # transformers draws the new rows around the mean at random; the mean itself makes every rebuild
+        # of the run (resume, sumtune.load, export) give the same rows, also the padding rows past the tokenizer
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8, mean_resizing=False)
+        with torch.no_grad():
+            for weight in embedding_weights(model):
+                weight[rows:] = weight[:rows].mean(dim=0, keepdim=True)
 
 
 def own_output_layer(model):
