@@ -10,32 +10,12 @@ from typing import Optional
 
 import torch
 
-from sumtune.train import library_versions
+from sumtune.machine import cpu_name, load_average, versions_line  # noqa: F401 (the scripts import them from here)
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} (default), "
+    return (f"{cpu_name()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} (default), "
             f"no GPU used; Python {platform.python_version()}")
-
-
-def load_average() -> str:
-    """1, 5 and 15 minute load averages: other processes on a shared machine show up here."""
-    try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def versions_line(*packages: str) -> str:
-    return ", ".join(f"{name} {version}" for name, version in library_versions().items() if name in packages)
 
 
 def machine_fact(load_before: str) -> str:

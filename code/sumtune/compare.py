@@ -28,7 +28,6 @@ import logging
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 from .artifacts import Run, load_manifest
+from .machine import cpu_name, load_average, versions_line
 from .config import RunConfig
 from .records import write_csv_atomic, write_text_atomic
 from .trained import RunError, find_run_dir, load_run_config
@@ -367,7 +367,7 @@ def facts(c: Comparison) -> dict:
         found["merged = adapter"] = f"{same} of {len(c.references)} summaries identical"
     found["machine"] = (f"{machine_line(first)}; load average (1, 5, 15 min) {c.load_average[0]} before, "
                         f"{c.load_average[1]} after (other processes on a shared machine slow every variant unevenly)")
-    found["versions"] = versions_line()
+    found["versions"] = versions_line("torch", "transformers", "peft", "bitsandbytes")
     return found
 
 
@@ -380,34 +380,9 @@ def describe_base(cfg: RunConfig, run_dir: Path) -> str:
 
 
 def machine_line(measured: Measurement) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = f"GPU {measured.device}" if measured.device != "cpu" else "no GPU used"
-    return (f"{cpu}, {os.cpu_count()} CPU cores, torch threads {measured.threads}, {gpu}; {platform.system()} "
+    return (f"{cpu_name()}, {os.cpu_count()} CPU cores, torch threads {measured.threads}, {gpu}; {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}")
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def versions_line() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = []
-    for package in ("torch", "transformers", "peft", "bitsandbytes"):
-        try:
-            found.append(f"{package} {version(package)}")
-        except PackageNotFoundError:
-            pass
-    return ", ".join(found)
 
 
 def write(comparison: Comparison, out: Path) -> tuple[Path, Path]:

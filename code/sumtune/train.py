@@ -17,7 +17,6 @@ import hashlib
 import logging
 import math
 import os
-import platform
 import time
 import traceback
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
 from .loading import LoadClock, peak_memory_mb
+from .machine import library_versions
 from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
@@ -380,19 +380,6 @@ def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
-
-
-def library_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for package in ("sumtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
-                    "unsloth", "rouge-score", "kiwipiepy"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 class LogAtCheckpoints(transformers.TrainerCallback):
