@@ -17,6 +17,13 @@ No text makes scoring fail (it runs after training): a prediction that is empty 
 under the tokenizer scores 0 and is counted (`n_empty_predictions`; more than 10 % logs a warning that
 says what it usually means); a reference without tokens is ignored, and an example left without any
 reference is left out of the scores and counted (`n_skipped_examples`, with a warning).
+
+Classification runs are scored by `classification_scores` (scikit-learn's metrics, imported when
+called): accuracy, macro-F1 (their `score`), per-class precision/recall/F1, the confusion matrix, and
+the majority-class baseline to read them against.
+
+    result = classification_scores(["ham", "spam", "ham"], ["ham", "ham", "ham"], labels=["ham", "spam"])
+    print(format_classification_table(result))
 """
 
 from __future__ import annotations
@@ -573,4 +580,134 @@ def format_table(result: RougeResult) -> str:
     if result.n_skipped_examples:
         lines.append(f"{'skipped':<10}{result.n_skipped_examples:>10d}   (examples without a reference)")
     lines.append(f"{'tokenizer':<10}  {result.tokenizer}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+# ---------------------------------------------------------------------------------------------
+
+Label = Any  # a class label as the data has it: a string, or an integer that is also its id
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationResult:
+    """Scores of predicted labels against true ones, over the classes of ``labels`` (in that order).
+
+    Macro averages count every class of ``labels`` equally, a class without examples included (its
+    F1 is 0). ``score`` is ``macro_f1``: what a report ranks runs by. The majority baseline always
+    predicts the most frequent true label (ties go to the one first in ``labels``).
+    """
+
+    accuracy: float
+    macro_f1: float
+    majority_label: Label
+    majority_accuracy: float
+    majority_macro_f1: float
+    labels: list[Label]
+    per_class: dict[str, dict[str, float | int]]  # str(label) -> precision, recall, f1, support
+    confusion_matrix: list[list[int]]  # [i][j]: true labels[i] predicted as labels[j]
+    n_examples: int
+
+    @property
+    def score(self) -> float:
+        return self.macro_f1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The metrics.json of a classification run (without eval_file_sha256, which training adds)."""
+        return {
+            "task": "classification", "score": self.score, "macro_f1": self.macro_f1, "accuracy": self.accuracy,
+            "majority_label": self.majority_label, "majority_accuracy": self.majority_accuracy,
+            "majority_macro_f1": self.majority_macro_f1, "labels": list(self.labels),
+            "per_class": {label: dict(scores) for label, scores in self.per_class.items()},
+            "confusion_matrix": [list(row) for row in self.confusion_matrix], "n_examples": self.n_examples,
+        }
+
+
+def classification_scores(
+    true: Sequence[Label], predicted: Sequence[Label], labels: Sequence[Label], ids: Sequence[str] | None = None
+) -> ClassificationResult:
+    """Accuracy, macro-F1, per-class precision/recall/F1, the confusion matrix and the majority baseline.
+
+    Every true and predicted label must be one of ``labels`` (compared as they are: the string "1" is
+    not the integer 1); the error names the first example that breaks this (with its id when ``ids``
+    is given). A class that is never predicted has precision 0 (scikit-learn's ``zero_division=0``).
+    """
+    labels = _check_classification_input(true, predicted, labels, ids)
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, predicted, labels=labels, average=None, zero_division=0
+    )
+    counts = [int(n) for n in support]
+    majority = labels[counts.index(max(counts))]  # index() finds the first of tied counts: label order
+    macro = functools.partial(f1_score, labels=labels, average="macro", zero_division=0)
+    return ClassificationResult(
+        accuracy=float(accuracy_score(true, predicted)),
+        macro_f1=float(macro(true, predicted)),
+        majority_label=majority,
+        majority_accuracy=max(counts) / len(true),
+        majority_macro_f1=float(macro(true, [majority] * len(true))),
+        labels=labels,
+        per_class={
+            str(label): {"precision": float(p), "recall": float(r), "f1": float(f), "support": n}
+            for label, p, r, f, n in zip(labels, precision, recall, f1, counts)
+        },
+        confusion_matrix=confusion_matrix(true, predicted, labels=labels).tolist(),
+        n_examples=len(true),
+    )
+
+
+def _check_classification_input(
+    true: Sequence[Label], predicted: Sequence[Label], labels: Sequence[Label], ids: Sequence[str] | None
+) -> list[Label]:
+    for name, values in (("true", true), ("predicted", predicted), ("labels", labels)):
+        if isinstance(values, str):
+            raise TypeError(f"{name} must be a list of labels, not a str")
+    labels = list(labels)
+    repeated = sorted({repr(label) for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"labels lists {', '.join(repeated)} more than once; each class must appear once")
+    if len(labels) < 2:
+        raise ValueError(f"labels must name at least two classes to score a classifier (got {labels!r})")
+    if len(true) != len(predicted):
+        raise ValueError(
+            f"got {len(true)} true labels but {len(predicted)} predicted labels; they must pair up one to one"
+        )
+    if ids is not None and len(ids) != len(true):
+        raise ValueError(f"got {len(ids)} ids for {len(true)} examples")
+    if not true:
+        raise ValueError("nothing to score: there are no examples")
+    known = set(labels)
+    for index, (label, guess) in enumerate(zip(true, predicted)):
+        for role, value in (("true", label), ("predicted", guess)):
+            if value not in known:
+                raise ValueError(
+                    f"{_describe_example(index, ids)}: {role} label {value!r} is not one of the labels "
+                    f"{labels!r}; check the label column, or add the label to data.labels"
+                )
+    return labels
+
+
+def format_classification_table(result: ClassificationResult) -> str:
+    """Accuracy, macro-F1 and the majority baseline, then per-class scores and the confusion matrix."""
+    names = [str(label) for label in result.labels]
+    width = max(10, *(len(name) + 2 for name in names))
+    lines = [
+        f"{'accuracy':<{width}}{result.accuracy:>10.4f}",
+        f"{'macro-F1':<{width}}{result.macro_f1:>10.4f}   (score)",
+        f"{'majority':<{width}}{result.majority_macro_f1:>10.4f}   (macro-F1 of always predicting "
+        f"{result.majority_label!r}; its accuracy {result.majority_accuracy:.4f})",
+        f"{'n':<{width}}{result.n_examples:>10d}",
+        "",
+        f"{'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
+    for name in names:
+        s = result.per_class[name]
+        lines.append(f"{name:<{width}}{s['precision']:>10.4f}{s['recall']:>10.4f}{s['f1']:>10.4f}{s['support']:>10d}")
+    cell = max(8, *(len(name) + 2 for name in names), *(len(str(n)) + 2 for row in result.confusion_matrix for n in row))
+    lines += ["", "confusion matrix (rows: true label, columns: predicted label)",
+              " " * width + "".join(f"{name:>{cell}}" for name in names)]
+    for name, row in zip(names, result.confusion_matrix):
+        lines.append(f"{name:<{width}}" + "".join(f"{count:>{cell}d}" for count in row))
     return "\n".join(lines)
