@@ -72,7 +72,7 @@ def test_unknown_nested_key_suggests_the_nearest_in_its_section(tmp_path, sample
     assert "num_train_epochs" in valid and "lora_rank" not in valid  # the training section's keys only
 
 
-@pytest.mark.parametrize("typo, suggestion", [("lama", "llama"), ("bert", "bart"), ("flan_t5", "flan-t5")])
+@pytest.mark.parametrize("typo, suggestion", [("lama", "llama"), ("bartt", "bart"), ("flan_t5", "flan-t5")])
 def test_unknown_architecture_suggests_and_lists_valid_ones(tmp_path, sample_csv, typo, suggestion):
     path = write_yaml(tmp_path, "run", good_config(sample_csv, model={"architecture": typo}))
     message = the_problem(problems_of(path), path, "model.architecture")

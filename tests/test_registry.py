@@ -15,7 +15,8 @@ from sumtune.config import load_config, validate_files
 
 ROWS = list(ARCHITECTURES.values())
 ROW_IDS = [row.family for row in ROWS]
-AUTO_CLASS_OF_KIND = {"seq2seq": "AutoModelForSeq2SeqLM", "causal": "AutoModelForCausalLM"}
+AUTO_CLASS_OF_KIND = {"seq2seq": "AutoModelForSeq2SeqLM", "causal": "AutoModelForCausalLM",
+                      "encoder": "AutoModelForSequenceClassification"}
 T5_CONFIGS = {"T5Config", "MT5Config"}
 BART_CONFIGS = {"BartConfig"}
 UNSLOTH_ACCELERATED_CONFIGS = {"LlamaConfig", "MistralConfig", "Qwen2Config", "Qwen3Config", "GemmaConfig", "Gemma2Config", "Gemma3Config"}
@@ -114,8 +115,8 @@ def test_unsloth_fast_path_only_for_families_it_accelerates(row):
         assert row.kind == "causal" and row.config_class in UNSLOTH_ACCELERATED_CONFIGS
 
 
-def test_the_registry_covers_both_kinds_and_the_product_families():
-    assert {row.kind for row in ROWS} == {"seq2seq", "causal"}
+def test_the_registry_covers_every_kind_and_the_product_families():
+    assert {row.kind for row in ROWS} == {"seq2seq", "causal", "encoder"}
     assert set(EXPECTED_CHECKPOINTS) <= set(ARCHITECTURES)
     assert all(key == row.family for key, row in ARCHITECTURES.items())
     assert all(row.reference.startswith("https://huggingface.co/") for row in ROWS)
@@ -193,3 +194,14 @@ def test_learning_rates_suit_the_family(repo_root, monkeypatch):
         assert cfg.training.learning_rate >= 1e-4, f"{cfg.name}: T5-family fine-tuning wants a larger learning rate"
     for cfg in bart:
         assert cfg.training.learning_rate <= 1e-4, f"{cfg.name}: BART-family fine-tuning wants a smaller learning rate"
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r.kind == "encoder"], ids=lambda r: r.family)
+def test_encoder_rows_classify_with_a_head_that_trains_in_full(row):
+    """PEFT's modules_to_save must name the head the family's classification model really has."""
+    model = getattr(transformers, row.auto_class).from_config(build_config(row, SIZE_PRESETS["tiny"]))
+    names = {name.split(".")[0] for name, _ in model.named_modules() if name}
+    assert row.task == "classification"
+    assert row.head_modules and set(row.head_modules) <= names
+    assert set(row.lora_targets) == {"query", "value"}
+    assert not row.unsloth_fast_path

@@ -1,8 +1,8 @@
 """The model-family table. Adding a family is adding one row to ``ARCHITECTURES``.
 
-Each row says how sumtune treats a family: seq2seq or causal, which transformers classes build it,
-which linear layers LoRA adapts, how an example is turned into a prompt, and whether unsloth has a
-real fast path for it. Nothing here imports an ML library: class names are strings that the loader
+Each row says how sumtune treats a family: seq2seq or causal (summarization) or encoder
+(classification), which transformers classes build it, which linear layers LoRA adapts, how an example
+is turned into a prompt, and whether unsloth has a real fast path for it. Nothing here imports an ML library: class names are strings that the loader
 resolves with ``getattr(transformers, name)``.
 
 Scratch sizes: ``SIZE_PRESETS`` holds family-neutral dimensions; each row's ``scratch_config`` maps
@@ -15,7 +15,9 @@ import difflib
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-Kind = Literal["seq2seq", "causal"]
+Kind = Literal["seq2seq", "causal", "encoder"]
+# what each kind of family is trained for (config key ``task``)
+TASK_OF_KIND = {"seq2seq": "summarization", "causal": "summarization", "encoder": "classification"}
 PromptStyle = Literal["plain", "prefix", "tldr", "chat"]
 
 
@@ -78,6 +80,19 @@ def _qwen3_dims(size: SizePreset) -> dict:
     return dict(_llama_dims(size), head_dim=size.d_model // size.heads)
 
 
+def _bert_dims(size: SizePreset) -> dict:
+    return dict(hidden_size=size.d_model, num_hidden_layers=size.layers, num_attention_heads=size.heads,
+                intermediate_size=size.ffn, max_position_embeddings=512)
+
+
+def _electra_dims(size: SizePreset) -> dict:  # KoELECTRA-small: embeddings narrower than the hidden size
+    return dict(_bert_dims(size), embedding_size=max(size.d_model // 2, 32))
+
+
+def _roberta_dims(size: SizePreset) -> dict:  # positions start after the padding index: 512 + 2
+    return dict(_bert_dims(size), max_position_embeddings=514)
+
+
 @dataclass(frozen=True)
 class Architecture:
     family: str
@@ -96,8 +111,16 @@ class Architecture:
     # transformers class that loads the family's published tokenizer; AutoTokenizer guesses from the
     # checkpoint's config.json and, for KoGPT2 (model_type gpt2, no tokenizer_config.json), guesses GPT-2's
     tokenizer_class: str = "AutoTokenizer"
+    # encoder families: the classification head's modules, trained in full and saved with a LoRA adapter
+    head_modules: tuple[str, ...] = ()
+    position_offset: int = 0  # position ids a family reserves (RoBERTa counts from padding_idx + 1 = 2)
+
+    @property
+    def task(self) -> str:
+        return TASK_OF_KIND[self.kind]
 
 
+_ENCODER_LORA = ("query", "value")  # the LoRA paper's choice, and the seed guide's for KoELECTRA
 _LLAMA_LORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _T5_LORA = ("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo")
 _BART_LORA = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
@@ -139,6 +162,16 @@ ARCHITECTURES: dict[str, Architecture] = {
                      ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_fc_0", "c_fc_1", "c_proj",
                       "gate_proj", "up_proj", "down_proj"), "chat",
                      reference="https://huggingface.co/LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct/blob/main/config.json"),
+        # Encoders classify: a head on the [CLS] position, trained in full beside LoRA on query/value.
+        Architecture("electra", "encoder", "AutoModelForSequenceClassification", "ElectraConfig", _electra_dims,
+                     _ENCODER_LORA, "plain", head_modules=("classifier",),
+                     reference="https://huggingface.co/monologg/koelectra-small-v3-discriminator/blob/main/config.json"),
+        Architecture("bert", "encoder", "AutoModelForSequenceClassification", "BertConfig", _bert_dims,
+                     _ENCODER_LORA, "plain", head_modules=("classifier",),
+                     reference="https://huggingface.co/beomi/kcbert-base/blob/main/config.json"),
+        Architecture("roberta", "encoder", "AutoModelForSequenceClassification", "RobertaConfig", _roberta_dims,
+                     _ENCODER_LORA, "plain", head_modules=("classifier",), position_offset=2,
+                     reference="https://huggingface.co/klue/roberta-base/blob/main/config.json"),
     )
 }
 

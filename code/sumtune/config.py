@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from .artifacts import HOME_VARIABLE, default_root
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
-from .datafiles import ROLES, CheckedFile, check_data_file
+from .datafiles import ROLES, CheckedFile, check_data_file, check_labels
 
 log = logging.getLogger("sumtune")
 
@@ -174,9 +174,13 @@ class DataConfig(_Section):
     eval_file: Optional[Path] = Field(None, description="Dev data for early stopping and the ROUGE after training.")
     test_file: Optional[Path] = Field(None, description="Test data for `sumtune predict` (summaries optional; ids must be unique).")
     encoding: str = Field("auto", description="Text encoding of the data files. auto: UTF-8 (with or without BOM), else CP949/EUC-KR (Excel's Korean CSV) when every byte decodes as that; or a Python codec name, e.g. cp949, utf-8, latin-1.")
-    id_column: str = "fname"
+    id_column: str = Field("fname", description="Column of row ids (predictions are matched by id); rows of a file without it are named row1, row2, ...")
     dialogue_column: str = "dialogue"
     summary_column: str = "summary"
+    text_column: str = Field("text", description="task: classification: the column holding the text to classify.")
+    label_column: str = Field("label", description="task: classification: the column holding each text's label (a string, or an integer that is then the label's id).")
+    labels: Optional[list[Union[int, str]]] = Field(None, description="task: classification: the label set, in id order (integers are their own ids). Default: every label of train_file, sorted; a run's saved config.yaml always lists them.")
+    eval_split: Optional[float] = Field(None, gt=0, lt=1, description="task: classification without eval_file: the share of train_file held out as dev, stratified by label and drawn with training.seed (default 0.2).")
     max_source_length: int = Field(512, gt=0, description="Prompt tokens kept, prefix / chat template / special tokens included; only the dialogue is shortened, at a token boundary.")
     max_target_length: int = Field(128, gt=0, description="Target tokens kept, its end token (EOS, or the chat template's end of turn) included and never cut.")
     clean: bool = Field(True, description="Normalise whitespace and line breaks; drop rows with an empty dialogue or summary.")
@@ -242,6 +246,7 @@ class TrainingConfig(_Section):
     logging_steps: int = Field(10, gt=0)
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list, description="Experiment tracking: none (default), tensorboard, wandb, or a list of them; the run id is the run name. TensorBoard event files go to logs/tensorboard/{run_id}/. Needs the tracker installed: pip install 'sumtune[tensorboard]' or 'sumtune[wandb]'.")
     early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without a better eval_loss; keeps the best checkpoint.")
+    class_weights: Optional[Union[Literal["auto"], dict[str, float]]] = Field(None, description="task: classification: weigh the loss per class against imbalance. auto: n / (classes x count of the class) from train_file; or {label: weight}.")
     deepspeed: Optional[Path] = Field(None, description="DeepSpeed JSON passed to the HF Trainer.")
 
     @field_validator("eval_strategy", "save_strategy", mode="before")
@@ -302,9 +307,23 @@ class OutputConfig(_Section):
         return "output.root" if "root" in self.model_fields_set else default_root()[1]
 
 
+Task = Literal["summarization", "classification"]
+DEFAULT_EVAL_SPLIT = 0.2
+
+# Keys that only one task reads, as (section, key) with key None for a whole section. Setting one under the
+# other task is an error: a user who sets it expects an effect that would silently not happen.
+TASK_ONLY_KEYS: dict[str, tuple[tuple[str, Optional[str]], ...]] = {
+    "summarization": (("data", "dialogue_column"), ("data", "summary_column"), ("data", "max_target_length"),
+                      ("preprocessing", None), ("generation", None), ("evaluation", None)),
+    "classification": (("data", "text_column"), ("data", "label_column"), ("data", "labels"),
+                       ("data", "eval_split"), ("training", "class_weights")),
+}
+
+
 class RunConfig(_Section):
     name: str = Field(description="Run name; artifact directories are {name}_{timestamp}.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     debug: bool = Field(False, description="A smoke test (set by --debug with a few steps and examples, no checkpoints): the run is named {name}-debug and marked debug in run.json, so it is never taken as the newest run of {name}.")
+    task: Task = Field("summarization", description="summarization (seq2seq and causal families) or classification (encoder families: electra, bert, roberta).")
     backend: Literal["auto", "unsloth", "peft", "full"] = Field("auto", description="auto picks; naming one insists on it.")
     model: ModelConfig
     data: DataConfig
@@ -328,6 +347,7 @@ class RunConfig(_Section):
             problems.append(("backend", f"'{self.backend}' trains adapters: set qlora.use_qlora: true"))
         if self.qlora.load_in_4bit and not self.qlora.use_qlora:
             problems.append(("qlora.load_in_4bit", "needs LoRA adapters (qlora.use_qlora: true); 4-bit weights cannot be fully fine-tuned"))
+        problems += self._task_problems()
         for key in ("device_map", "max_memory"):
             if self.training.deepspeed and getattr(self.model, key) is not None:
                 problems.append((f"model.{key}", f"cannot be used with training.deepspeed: DeepSpeed gives every rank the "
@@ -335,12 +355,59 @@ class RunConfig(_Section):
         _raise_problems(problems)
         return self
 
+    def _task_problems(self) -> list[tuple[str, str]]:
+        """The family must serve the task, and keys of the other task must not be set."""
+        problems = []
+        families = [family for family, row in ARCHITECTURES.items() if row.task == self.task]
+        if self.arch.task != self.task:
+            problems.append(("model.architecture", f"'{self.model.architecture}' is a family for {self.arch.task} "
+                             f"({self.arch.kind}); task {self.task} needs one of: {', '.join(families)} (or set task: {self.arch.task})"))
+        for other, keys in TASK_ONLY_KEYS.items():
+            if other == self.task:
+                continue
+            for section, key in keys:
+                node = getattr(self, section)
+                if key is None and section in self.model_fields_set:
+                    problems.append((section, f"is for task {other} only; remove the {section} section (task is {self.task}; "
+                                     "classification configs take _base_: ../base/classification.yaml)"))
+                elif key is not None and key in node.model_fields_set:
+                    problems.append((f"{section}.{key}", f"is for task {other} only; remove it (task is {self.task})"))
+        if self.task == "classification" and self.data.eval_file is not None and self.data.eval_split is not None:
+            problems.append(("data.eval_split", "holds out part of train_file as dev, but data.eval_file is set too; "
+                             "keep one of them"))
+        labels = self.data.labels
+        if labels is not None and (len(labels) < 2 or len(set(map(str, labels))) != len(labels)):
+            problems.append(("data.labels", f"needs two or more distinct labels (got {labels})"))
+        weights = self.training.class_weights
+        if isinstance(weights, dict) and labels is not None:
+            unknown = sorted(set(weights) - set(map(str, labels)))
+            if unknown:
+                problems.append(("training.class_weights", f"{', '.join(unknown)} not in data.labels ({', '.join(map(str, labels))})"))
+        return problems
+
     @property
     def arch(self):
         return get_architecture(self.model.architecture)
 
+    @property
+    def eval_split(self) -> Optional[float]:
+        """The share of train_file held out as dev (classification without eval_file), else None."""
+        if self.task != "classification" or self.data.eval_file is not None:
+            return None
+        return self.data.eval_split if self.data.eval_split is not None else DEFAULT_EVAL_SPLIT
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(json.loads(self.model_dump_json()), sort_keys=False, allow_unicode=True)
+        """Every key of this task, with its value (the other task's keys are left out: they would be refused)."""
+        exclude: dict = {}
+        for other, keys in TASK_ONLY_KEYS.items():
+            if other != self.task:
+                for section, key in keys:
+                    if key is None:
+                        exclude[section] = True
+                    else:
+                        exclude.setdefault(section, set()).add(key)
+        dumped = json.loads(self.model_dump_json(exclude=exclude))
+        return yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -462,7 +529,10 @@ def check_data_files(cfg: RunConfig) -> list[CheckedFile]:
     """Every row of every data file read and checked by the rules training uses (``datafiles``): the
     columns, empty fields, duplicate ids, malformed rows, the encoding. No tokenizer is loaded."""
     files = [(role, getattr(cfg.data, role)) for role in ROLES]
-    return [check_data_file(path, cfg.data, role) for role, path in files if path is not None]
+    checked = {role: check_data_file(path, cfg.data, role, cfg.task) for role, path in files if path is not None}
+    if cfg.task == "classification":
+        check_labels(checked.get("train_file"), checked.get("eval_file"), cfg.data)
+    return list(checked.values())
 
 
 def tracker_problems(cfg: RunConfig) -> list[str]:

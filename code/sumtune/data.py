@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Optional
 
 from .architectures import Architecture
 from .config import DataConfig, PreprocessingConfig, RunConfig, data_file_problems
-from .datafiles import CheckedFile, Example, check_data_file
+from .datafiles import CheckedFile, Example, LabeledText, check_data_file, check_labels, label_set
 
 log = logging.getLogger("sumtune")
 
@@ -298,22 +298,48 @@ def has_target_text(labels: list[int], tokenizer) -> bool:
 
 @dataclass
 class Splits:
-    train: list[Example]
-    eval: Optional[list[Example]]
+    train: list  # Examples, or LabeledTexts for task: classification
+    eval: Optional[list]
     checked: list[CheckedFile] = field(default_factory=list)  # what reading found (log_splits)
+    labels: Optional[list] = None  # classification: every label of train_file, in id order
 
 
 def read_splits(cfg: RunConfig) -> Splits:
     """The train and eval files, every row checked (``datafiles``); raises DataError listing every
     problem in both files. Training calls this before it reserves a run directory."""
     files = {"train_file": cfg.data.train_file, "eval_file": cfg.data.eval_file}
-    checked = {role: check_data_file(path, cfg.data, role) for role, path in files.items() if path is not None}
+    checked = {role: check_data_file(path, cfg.data, role, cfg.task) for role, path in files.items() if path is not None}
+    if cfg.task == "classification":
+        check_labels(checked["train_file"], checked.get("eval_file"), cfg.data)
     problems = data_file_problems(list(checked.values()))
     if problems:
         raise DataError("\n".join(problems))
-    train = checked["train_file"].examples[: cfg.data.max_train_samples]
-    eval_ = checked["eval_file"].examples[: cfg.data.max_eval_samples] if "eval_file" in checked else None
-    return Splits(train, eval_, list(checked.values()))
+    train = checked["train_file"].examples
+    eval_ = checked["eval_file"].examples if "eval_file" in checked else None
+    if cfg.eval_split is not None:
+        train, eval_ = stratified_split(train, cfg.eval_split, cfg.training.seed)
+        log.info("data.eval_split %.2f: %d of %d training rows held out as dev (stratified by label, seed %d)",
+                 cfg.eval_split, len(eval_), len(train) + len(eval_), cfg.training.seed)
+    labels = label_set(e.label for e in train + (eval_ or [])) if cfg.task == "classification" else None
+    return Splits(train[: cfg.data.max_train_samples], eval_[: cfg.data.max_eval_samples] if eval_ is not None else None,
+                  list(checked.values()), labels)
+
+
+def stratified_split(examples: list, share: float, seed: int) -> tuple[list, list]:
+    """(train, dev): from each label's rows, ``share`` of them (rounded, at least one where the label has
+    two or more rows) drawn with ``seed`` go to dev; both keep the file's row order."""
+    import random
+
+    by_label: dict[str, list[int]] = {}
+    for index, example in enumerate(examples):
+        by_label.setdefault(example.label, []).append(index)
+    held_out: set[int] = set()
+    for label in sorted(by_label):
+        rows = by_label[label]
+        n_dev = min(max(round(len(rows) * share), 1), len(rows) - 1)
+        held_out.update(random.Random(f"{seed}:{label}").sample(rows, n_dev))
+    return ([e for i, e in enumerate(examples) if i not in held_out],
+            [e for i, e in enumerate(examples) if i in held_out])
 
 
 def log_splits(splits: Splits) -> None:
@@ -325,7 +351,8 @@ def log_splits(splits: Splits) -> None:
 
 def tokenizer_training_texts(splits: Splits) -> list[str]:
     """Texts a scratch tokenizer learns from (training split only) — also scanned for speaker tags."""
-    return [text for example in splits.train for text in (example.dialogue, example.summary)]
+    return [text for example in splits.train
+            for text in ((example.text,) if isinstance(example, LabeledText) else (example.dialogue, example.summary))]
 
 
 def data_collator(tokenizer, model):

@@ -18,6 +18,11 @@ before any run directory exists) and ``sumtune predict`` (the test file), so the
 | empty id                                      | -  (the row is named by its number)    | error     |
 
 A test file's rows become a submission: each needs its own id and a dialogue, and none may be dropped.
+
+``task: classification`` reads ``text_column`` and ``label_column`` in place of dialogue and summary,
+by the same rules (a test file needs no labels), into ``LabeledText``; ``check_labels`` then compares the
+label sets of the files: a training file with one class, a dev label the training file never shows, and a
+label outside ``data.labels`` are errors.
 """
 
 from __future__ import annotations
@@ -38,6 +43,29 @@ class Example:
     id: str
     dialogue: str
     summary: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LabeledText:
+    id: str
+    text: str
+    label: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The two columns a task reads from a row: what the model reads, and what it learns to give."""
+
+    source_key: str  # DataConfig key naming the column, e.g. "dialogue_column"
+    target_key: str
+    make: type  # row class, built as make(id, source, target)
+    clean_target: bool  # whether data.clean normalises the target's whitespace too
+
+
+TASK_FIELDS = {
+    "summarization": Fields("dialogue_column", "summary_column", Example, clean_target=True),
+    "classification": Fields("text_column", "label_column", LabeledText, clean_target=False),
+}
 
 
 @dataclass(frozen=True)
@@ -72,8 +100,8 @@ class CheckedFile:
             log.warning("%s%s", prefix, line)
 
 
-def check_data_file(path: Path, data: DataConfig, role: str) -> CheckedFile:
-    """Read every row of ``path`` as ``role`` (a key of ROLES) and check it against the rules above."""
+def check_data_file(path: Path, data: DataConfig, role: str, task: str = "summarization") -> CheckedFile:
+    """Read every row of ``path`` as ``role`` (a key of ROLES) for ``task`` and check it against the rules above."""
     checked = CheckedFile(Path(path), role)
     if not checked.path.is_file():
         checked.problems.append(f"file not found: {path} (relative paths resolve from {Path.cwd()})")
@@ -88,51 +116,53 @@ def check_data_file(path: Path, data: DataConfig, role: str) -> CheckedFile:
         what = "a header but no rows" if table.columns else "no rows (the file is empty)"
         checked.problems.append(f"{path}: {what}; a data file needs at least one row")
         return checked
-    missing = _missing_columns(table, data, ROLES[role])
+    fields = TASK_FIELDS[task]
+    missing = _missing_columns(table, data, ROLES[role], fields)
     if missing:
         checked.problems.append(f"{path} has no column {', '.join(missing)}; it has {', '.join(table.columns)} "
                                 "(set that key to the name the file uses)")
         return checked
-    _check_rows(checked, table, data, ROLES[role])
+    _check_rows(checked, table, data, ROLES[role], fields)
     return checked
 
 
-def _missing_columns(table: Table, data: DataConfig, role: Role) -> list[str]:
+def _missing_columns(table: Table, data: DataConfig, role: Role, fields: Fields) -> list[str]:
     """``'summary' (data.summary_column)`` for each column the role needs and the file lacks."""
-    needed = {"dialogue_column": data.dialogue_column}
+    needed = {fields.source_key: getattr(data, fields.source_key)}
     if role.needs_summary:
-        needed["summary_column"] = data.summary_column
+        needed[fields.target_key] = getattr(data, fields.target_key)
     if role.submission:
         needed["id_column"] = data.id_column
     return [f"{column!r} (data.{key})" for key, column in needed.items() if column not in table.columns]
 
 
-def _check_rows(checked: CheckedFile, table: Table, data: DataConfig, role: Role) -> None:
-    empty: dict[str, list[str]] = {data.id_column: [], data.dialogue_column: [], data.summary_column: []}
+def _check_rows(checked: CheckedFile, table: Table, data: DataConfig, role: Role, fields: Fields) -> None:
+    source_column, target_column = getattr(data, fields.source_key), getattr(data, fields.target_key)
+    empty: dict[str, list[str]] = {data.id_column: [], source_column: [], target_column: []}
     rows_of_id: dict[str, list[int]] = {}
     for number, (row, place) in enumerate(zip(table.rows, table.places), start=1):
         row_id = row.get(data.id_column, "").strip()
-        dialogue, summary = row[data.dialogue_column], row.get(data.summary_column)
+        source, target = row[source_column], row.get(target_column)
         if data.clean:
-            dialogue, summary = clean_text(dialogue), summary and clean_text(summary)
+            source = clean_text(source)
+            target = target and (clean_text(target) if fields.clean_target else target.strip())
         label = f"{row_id or '(no id)'} ({place})"
         rows_of_id.setdefault(row_id, []).append(number)
         if role.submission and not row_id:
             empty[data.id_column].append(label)
-        if not dialogue.strip():
-            empty[data.dialogue_column].append(label)
-        elif role.needs_summary and not (summary or "").strip():
-            empty[data.summary_column].append(label)
+        if not source.strip():
+            empty[source_column].append(label)
+        elif role.needs_summary and not (target or "").strip():
+            empty[target_column].append(label)
         else:
-            checked.examples.append(Example(row_id or f"row{number}", dialogue, summary))
+            checked.examples.append(fields.make(row_id or f"row{number}", source, target if role.needs_summary else None))
     rows_of_id.pop("", None)
     _judge_empty_fields(checked, empty, data, role)
     _judge_duplicate_ids(checked, rows_of_id, data, role)
     if not checked.examples and data.clean and not role.submission:
         checked.problems.append(
-            f"{checked.path}: all {len(table.rows)} rows have an empty {data.dialogue_column} or "
-            f"{data.summary_column}, so none is left to train on; check that data.dialogue_column and "
-            "data.summary_column name the right columns"
+            f"{checked.path}: all {len(table.rows)} rows have an empty {source_column} or {target_column}, so none "
+            f"is left to train on; check that data.{fields.source_key} and data.{fields.target_key} name the right columns"
         )
 
 
@@ -170,3 +200,57 @@ def clean_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\\n", "\n")
     lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
+
+
+# --- label sets (task: classification) -------------------------------------------------------------
+
+INTEGER = re.compile(r"^-?\d+$")
+
+
+def label_set(labels) -> list:
+    """Labels in id order: integers (every label an integer) sorted by value, else strings sorted."""
+    distinct = sorted({str(label) for label in labels})
+    if distinct and all(INTEGER.match(label) for label in distinct):
+        return sorted(int(label) for label in distinct)
+    return distinct
+
+
+def label_ids(labels: list) -> dict[str, int]:
+    """``{label: id}``: an integer label is its own id; string labels are numbered in list order."""
+    if all(isinstance(label, int) for label in labels):
+        return {str(label): label for label in labels}
+    return {str(label): index for index, label in enumerate(labels)}
+
+
+def check_labels(train: Optional[CheckedFile], eval_: Optional[CheckedFile], data: DataConfig) -> None:
+    """Add to the files' problems what makes their labels unusable together (see the module's docstring)."""
+    if train is None or train.problems:
+        return
+    declared = [str(label) for label in data.labels] if data.labels is not None else None
+    for found in (train, eval_):
+        if found is None or found.problems or declared is None:
+            continue
+        outside = _rows_by_label(found, exclude=declared)
+        if outside:
+            found.problems.append(f"{found.path}: {outside} not in data.labels ({', '.join(declared)}); "
+                                  "add them to data.labels or fix the rows")
+    if train.problems:
+        return
+    seen = sorted({example.label for example in train.examples})
+    if len(seen) < 2:
+        train.problems.append(f"{train.path}: every row has the label {seen[0]!r} (data.label_column "
+                              f"{data.label_column!r}); a classifier needs rows of at least two labels")
+    if eval_ is not None and not eval_.problems:
+        unseen = _rows_by_label(eval_, exclude=seen)
+        if unseen:
+            eval_.problems.append(f"{eval_.path}: {unseen} never appear in {train.path} (labels there: "
+                                  f"{', '.join(seen)}), so the model cannot learn them; fix the labels or add training rows")
+
+
+def _rows_by_label(found: CheckedFile, exclude: list[str]) -> str:
+    """``label 'x' (rows a, b), label 'y' (rows c)`` for the examples whose label is not in ``exclude``."""
+    rows: dict[str, list[str]] = {}
+    for example in found.examples:
+        if example.label not in exclude:
+            rows.setdefault(example.label, []).append(example.id)
+    return ", ".join(f"label {label!r} (rows {some_of(ids, 3)})" for label, ids in rows.items())

@@ -41,6 +41,11 @@ SCRATCH_CHAT_TEMPLATE = (
 )
 SCRATCH_ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 SCRATCH_SPECIALS = dict(pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+# roles a tokenizer must declare, by family kind: summaries end with EOS; a classifier only pads
+REQUIRED_SPECIALS = {"seq2seq": ("eos_token", "pad_token"), "causal": ("eos_token", "pad_token"), "encoder": ("pad_token",)}
+# WordPiece specials of BERT-style tokenizers, at the ids KoELECTRA and KcBERT give them (0..4)
+SCRATCH_WORDPIECE_SPECIALS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                  mask_token="[MASK]")
 SCRATCH_BASE_FACTS = "sumtune_base.json"  # in a scratch run's base_model/: added token ids; marks the save complete
 
 
@@ -74,7 +79,8 @@ def load_base(cfg: RunConfig, texts: list[str], quantization_config=None,
         tokenizer = load_tokenizer(cfg, texts)
         new_ids = add_special_tokens(tokenizer, cfg, texts)
     if saved is not None and saved["initial_weights"]:  # saved with its rows already made for the added tokens
-        model = getattr(transformers, cfg.arch.auto_class).from_pretrained(str(scratch_dir), use_safetensors=True, dtype="auto")
+        model = getattr(transformers, cfg.arch.auto_class).from_pretrained(str(scratch_dir), use_safetensors=True, dtype="auto",
+                                                                            **head_facts(cfg))
         keep_output_layer_untied(model)
         log.info("loaded the run's tokenizer and initial weights from %s", scratch_dir)
     else:
@@ -84,7 +90,7 @@ def load_base(cfg: RunConfig, texts: list[str], quantization_config=None,
             model = load_pretrained_model(cfg, quantization_config)
         if not built_for_tokenizer(cfg):
             make_room_for_new_tokens(model, tokenizer, new_ids)  # also keeps an untied output layer untied
-    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if cfg.model.init == "scratch" and scratch_dir is not None and saved is None:
         save_scratch_base(model if keep_initial_weights else None, tokenizer, new_ids, Path(scratch_dir))
@@ -226,17 +232,41 @@ def complete_special_tokens(tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, 
                  ", ".join(f"{role}={token} ({tokenizer.convert_tokens_to_ids(token)})" for role, token in declared.items()))
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    missing = [role for role in ("eos_token", "pad_token") if getattr(tokenizer, role) is None]
+    missing = [role for role in REQUIRED_SPECIALS[cfg.arch.kind] if getattr(tokenizer, role) is None]
     if missing:
         raise ValueError(
-            f"the tokenizer {source} declares no {' or '.join(missing)}: sumtune ends every target with EOS and "
-            f"pads batches. Fix: set model.special_tokens_map in the config, e.g. "
-            f"{{eos_token: '</s>', pad_token: '<pad>'}}, with tokens from its vocabulary"
+            f"the tokenizer {source} declares no {' or '.join(missing)}: sumtune pads batches and ends every "
+            f"summary with EOS. Fix: set model.special_tokens_map in the config, e.g. "
+            f"{{{', '.join(f'{role}: {SCRATCH_SPECIALS[role]!r}' for role in missing)}}}, with tokens from its vocabulary"
         )
 
 
 def train_tokenizer(texts: list[str], arch: Architecture, vocab_size: int) -> PreTrainedTokenizerBase:
-    """A BPE tokenizer (sentencepiece-style spaces) trained on ``texts`` in a second or two."""
+    """A tokenizer for a scratch model, trained on ``texts`` in a second or two: BERT-style WordPiece for
+    encoders, else BPE (sentencepiece-style spaces)."""
+    if arch.kind == "encoder":
+        return train_wordpiece_tokenizer(texts, vocab_size)
+    return train_bpe_tokenizer(texts, arch, vocab_size)
+
+
+def train_wordpiece_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerBase:
+    """Like KoELECTRA's and KcBERT's: cased WordPiece, ``[CLS] text [SEP]``, specials at ids 0..4."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    specials = list(SCRATCH_WORDPIECE_SPECIALS.values())
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=2,
+                                        show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.BertProcessing(("[SEP]", tok.token_to_id("[SEP]")), ("[CLS]", tok.token_to_id("[CLS]")))
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **SCRATCH_WORDPIECE_SPECIALS)
+
+
+def train_bpe_tokenizer(texts: list[str], arch: Architecture, vocab_size: int) -> PreTrainedTokenizerBase:
+    """A BPE tokenizer (sentencepiece-style spaces); seq2seq ones end every sequence with </s>."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     specials = list(SCRATCH_SPECIALS.values())
@@ -292,7 +322,7 @@ def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
     if cfg.model.config:
         for key in ("max_position_embeddings", "n_positions"):  # a checkpoint fact, not a size
             dims.pop(key, None)
-        config = transformers.AutoConfig.from_pretrained(cfg.model.config, **dims)
+        config = transformers.AutoConfig.from_pretrained(cfg.model.config, **dims, **head_facts(cfg))
         layer_types = getattr(config, "layer_types", None)  # per-layer attention kinds (Qwen3): one per layer
         if isinstance(layer_types, list) and len(layer_types) != config.num_hidden_layers:
             config = transformers.AutoConfig.from_pretrained(cfg.model.config, **dims,
@@ -305,7 +335,8 @@ def build_scratch_model(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase):
         )
         if arch.kind == "seq2seq":
             special_ids["decoder_start_token_id"] = tokenizer.pad_token_id
-        config = getattr(transformers, arch.config_class)(vocab_size=_round_up(len(tokenizer), 8), **special_ids, **dims)
+        config = getattr(transformers, arch.config_class)(vocab_size=_round_up(len(tokenizer), 8), **special_ids, **dims,
+                                                          **head_facts(cfg))
     model = getattr(transformers, arch.auto_class).from_config(config, dtype=getattr(torch, load_dtype(cfg)))
     if cfg.model.config:
         if _published_untied(Path(cfg.model.config)):
@@ -343,12 +374,23 @@ def load_pretrained_model(cfg: RunConfig, quantization_config=None):
         use_safetensors=None if cfg.model.allow_pickle else True,
         dtype=load_dtype(cfg),
         **placement(cfg.model, default=quantized_device_map() if quantization_config is not None else None),
+        **head_facts(cfg),
     )
     # No low_cpu_mem_usage: transformers 5 always loads that way (the model is made on the meta device and
     # each weight is read straight from the memory-mapped file into place), and drops the flag unread.
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     return auto_class.from_pretrained(source, **kwargs)
+
+
+def head_facts(cfg: RunConfig) -> dict:
+    """What the model's config needs to know of the task: for classification the label set (num_labels,
+    id2label, label2id), which also gives a pretrained encoder its new classification head."""
+    if cfg.task != "classification":
+        return {}
+    from .classify import model_label_facts
+
+    return model_label_facts(cfg)
 
 
 def load_dtype(cfg: RunConfig) -> str:

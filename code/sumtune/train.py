@@ -22,13 +22,13 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import transformers
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import artifacts, backends, data
+from . import artifacts, backends, classify, data
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
@@ -48,6 +48,9 @@ class RunResult:
 
 def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> RunResult:
     splits = data.read_splits(cfg)  # every row checked: bad data is refused before a run directory exists
+    if cfg.task == "classification" and cfg.data.labels is None:
+        cfg.data.labels = splits.labels  # saved in config.yaml and the model's config: ids stay what they were trained as
+    steps = TASK_STEPS[cfg.task]
     processes = launched_processes(cfg)
     run = reserve_run(cfg, resume, processes)
     run.attach_log()
@@ -76,10 +79,11 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
                    checkpoint_commit=getattr(model.config, "_commit_hash", None), **clock.facts())
         log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
-        train_set = data.encode_examples(splits.train, cfg, tokenizer, "train")
-        eval_set = data.encode_examples(splits.eval, cfg, tokenizer, "eval") if splits.eval else None
+        train_set = steps.encode(splits.train, cfg, tokenizer, model, "train")
+        eval_set = steps.encode(splits.eval, cfg, tokenizer, model, "eval") if splits.eval else None
         trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks,
-                                   checkpointing=cfg.training.gradient_checkpointing and not loaded.checkpointing_on)
+                                   checkpointing=cfg.training.gradient_checkpointing and not loaded.checkpointing_on,
+                                   collator=steps.collator(tokenizer, model), loss_func=steps.loss(cfg, splits.train))
         fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
         run.update(**fit_stats)
 
@@ -87,7 +91,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         scores = None
         if splits.eval and processes.main:  # the other ranks wait while rank 0 generates and scores
             model = loaded.for_generation(trainer.model) if loaded.for_generation else trainer.model
-            scores = evaluate_after_training(model, tokenizer, splits.eval, cfg, run)
+            scores = steps.evaluate(model, tokenizer, splits.eval, cfg, run)
         processes.wait_for_everyone()
         if processes.main:  # instead of PEFT's empty template
             write_text_atomic(run.model_dir / "README.md", run_card(cfg, run.manifest, run.run_id, run.model_dir))
@@ -108,6 +112,8 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
     return dict(
         name=cfg.name,
         run_id=run.run_id,
+        task=cfg.task,
+        **({"labels": list(cfg.data.labels)} if cfg.task == "classification" else {}),
         architecture=cfg.model.architecture,
         checkpoint=cfg.model.checkpoint or f"scratch:{cfg.model.size}",
         model_dir=str(run.model_dir),
@@ -123,7 +129,8 @@ def file_sha256(path: Optional[Path]) -> Optional[str]:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path is not None else None
 
 
-def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False):
+def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False,
+                     collator=None, loss_func=None):
     seq2seq = cfg.arch.kind == "seq2seq"
     args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
     trainer_class = SumtuneSeq2SeqTrainer if seq2seq else SumtuneTrainer
@@ -174,9 +181,10 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
             args=args,
             train_dataset=train_set,
             eval_dataset=eval_set if evaluating else None,
-            data_collator=data.data_collator(tokenizer, model),
+            data_collator=collator or data.data_collator(tokenizer, model),
             processing_class=tokenizer,
             callbacks=all_callbacks,
+            compute_loss_func=loss_func,
         )
 
 
@@ -370,6 +378,33 @@ def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: art
              result.rouge1, result.rouge2, result.rougeL, result.score, result.n_examples,
              result.n_empty_predictions, result.tokenizer)
     return scores
+
+
+@dataclass(frozen=True)
+class TaskSteps:
+    """What a task does its own way inside ``train()``; every other step is shared."""
+
+    encode: Callable  # (examples, cfg, tokenizer, model, split) -> datasets.Dataset
+    collator: Callable  # (tokenizer, model) -> the Trainer's data collator
+    loss: Callable  # (cfg, train examples) -> the Trainer's compute_loss_func, or None for the model's own loss
+    evaluate: Callable  # (model, tokenizer, dev examples, cfg, run) -> metrics, after training
+
+
+def _classification_loss(cfg: RunConfig, examples):
+    weights = classify.class_weights(cfg, examples)
+    return classify.weighted_loss(weights) if weights is not None else None
+
+
+TASK_STEPS = {
+    "summarization": TaskSteps(
+        encode=lambda examples, cfg, tokenizer, model, split: data.encode_examples(examples, cfg, tokenizer, split),
+        collator=data.data_collator,
+        loss=lambda cfg, examples: None,
+        evaluate=evaluate_after_training,
+    ),
+    "classification": TaskSteps(classify.encode_texts, classify.data_collator, _classification_loss,
+                                classify.evaluate_after_training),
+}
 
 
 def count_parameters(model) -> tuple[int, int]:

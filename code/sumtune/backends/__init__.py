@@ -81,6 +81,8 @@ def unsloth_blocker(cfg: RunConfig, machine: Machine) -> Optional[str]:
     arch = cfg.arch
     if arch.kind == "seq2seq":
         return f"unsloth does not support encoder-decoder models ({arch.family})"
+    if arch.kind == "encoder":  # its kernels and its 4-bit loader are written for decoder-only language models
+        return f"unsloth accelerates decoder-only language models, not {arch.family} sequence classification"
     if not arch.unsloth_fast_path:
         return f"unsloth has no fast path for {arch.family}"
     if not machine.cuda:

@@ -8,7 +8,7 @@ from ..loading import BaseModel, load_base, own_output_layer
 
 log = logging.getLogger("sumtune")
 
-TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
+TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM", "encoder": "SEQ_CLS"}
 
 
 def load(cfg, plan, texts, scratch_dir=None) -> BaseModel:
@@ -26,6 +26,7 @@ def load(cfg, plan, texts, scratch_dir=None) -> BaseModel:
         lora_dropout=cfg.qlora.lora_dropout,
         target_modules=lora_targets(model, cfg),
         task_type=TASK_TYPES[cfg.arch.kind],
+        modules_to_save=list(cfg.arch.head_modules) or None,  # a classifier's new head trains in full, saved with the adapter
         trainable_token_indices=trainable_token_indices(model, base.new_token_ids) if base.new_token_ids else None,
     )
     base.model = get_peft_model(model, lora)
