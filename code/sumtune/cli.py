@@ -59,12 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(sweep)
     sweep.set_defaults(handler=run_sweep)
 
-    predict = commands.add_parser("predict", help="summaries for a test file from a trained run, as a submission CSV")
+    predict = commands.add_parser("predict", help="summaries (or labels) for a test file from a trained run, as a submission CSV")
     predict.add_argument("run", metavar="RUN_OR_CONFIG",
                          help="models/{name}_{timestamp} directory or run id, or a config (path or stem of config/model_configs) or run name for its SUMTUNE_MODEL_<NAME> pin, else its latest completed run")
-    predict.add_argument("--input", type=Path, required=True, help="CSV or JSONL with the run's id and dialogue columns")
-    predict.add_argument("--output", type=Path, required=True, help="CSV to write: {id column},summary in input order")
-    predict.add_argument("--batch-size", type=int, help="examples per generate() call (default: the run's generation.batch_size)")
+    predict.add_argument("--input", type=Path, required=True, help="CSV or JSONL with the run's id and dialogue (classification: text) columns")
+    predict.add_argument("--output", type=Path, required=True, help="CSV to write in input order: {id column},summary (classification: {id column},label)")
+    predict.add_argument("--batch-size", type=int, help="examples per generate() call or forward pass (default: the run's generation.batch_size, or for classification training.per_device_eval_batch_size)")
+    predict.add_argument("--probabilities", action="store_true", help="classification runs: add a probability_{label} column per label")
     predict.set_defaults(handler=run_predict)
 
     report = commands.add_parser("report", help="compare runs: Markdown, CSV and HTML tables and a ROUGE chart")
@@ -168,7 +169,7 @@ def run_predict(args) -> int:
 
     console_logging()
     try:
-        path = predict(args.run, args.input, args.output, batch_size=args.batch_size)
+        path = predict(args.run, args.input, args.output, batch_size=args.batch_size, probabilities=args.probabilities)
     except (PredictError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -60,11 +60,12 @@ class Fields:
     target_key: str
     make: type  # row class, built as make(id, source, target)
     clean_target: bool  # whether data.clean normalises the target's whitespace too
+    test_ids_required: bool  # a test file must have the id column (else its rows are named row1, row2, ...)
 
 
 TASK_FIELDS = {
-    "summarization": Fields("dialogue_column", "summary_column", Example, clean_target=True),
-    "classification": Fields("text_column", "label_column", LabeledText, clean_target=False),
+    "summarization": Fields("dialogue_column", "summary_column", Example, clean_target=True, test_ids_required=True),
+    "classification": Fields("text_column", "label_column", LabeledText, clean_target=False, test_ids_required=False),
 }
 
 
@@ -131,7 +132,7 @@ def _missing_columns(table: Table, data: DataConfig, role: Role, fields: Fields)
     needed = {fields.source_key: getattr(data, fields.source_key)}
     if role.needs_summary:
         needed[fields.target_key] = getattr(data, fields.target_key)
-    if role.submission:
+    if role.submission and fields.test_ids_required:
         needed["id_column"] = data.id_column
     return [f"{column!r} (data.{key})" for key, column in needed.items() if column not in table.columns]
 
@@ -148,7 +149,7 @@ def _check_rows(checked: CheckedFile, table: Table, data: DataConfig, role: Role
             target = target and (clean_text(target) if fields.clean_target else target.strip())
         label = f"{row_id or '(no id)'} ({place})"
         rows_of_id.setdefault(row_id, []).append(number)
-        if role.submission and not row_id:
+        if role.submission and not row_id and data.id_column in table.columns:
             empty[data.id_column].append(label)
         if not source.strip():
             empty[source_column].append(label)

@@ -144,4 +144,16 @@ def config_line(path: Path, overrides: Sequence[str], machine: Machine) -> tuple
         plan = resolve(cfg, machine)
     except BackendUnavailable as exc:
         return f"{cfg.name}: cannot train here — {exc}", True
-    return f"{cfg.name}: backend={plan.backend} quantization={plan.quantization or 'none'} — {plan.reason}", True
+    return (f"{cfg.name}: task={cfg.task} ({cfg.model.architecture}) backend={plan.backend} "
+            f"quantization={plan.quantization or 'none'} — {plan.reason}{task_note(cfg)}"), True
+
+
+def task_note(cfg) -> str:
+    """What a classification run will do beyond the backend: its heads, labels and dev split."""
+    if cfg.task != "classification":
+        return ""
+    head = ", ".join(cfg.arch.head_modules)
+    labels = ", ".join(map(str, cfg.data.labels)) if cfg.data.labels else "read from data.train_file"
+    dev = f"data.eval_split {cfg.eval_split} of train_file (stratified)" if cfg.eval_split else "data.eval_file"
+    weights = f"; class_weights {cfg.training.class_weights}" if cfg.training.class_weights else ""
+    return f"; head {head} trained in full; labels: {labels}; dev: {dev}{weights}"

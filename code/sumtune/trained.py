@@ -6,6 +6,7 @@
     trained = sumtune.load("kobart", device_map="auto", dtype="bf16", max_memory={"cuda:0": "10GiB", "cpu": "30GiB"})
     trained = sumtune.load("tiny_bart", merge=True)             # the LoRA adapter folded into the base
     trained.summarize(["#Person1#: 안녕하세요 ...", ...], num_beams=1)
+    sumtune.load("tiny_electra_spam").classify(["(광고) 무료 대출 ..."])   # a classification run: ["spam"]
 
 A run is a ``models/{name}_{ts}`` directory, a run id (``{name}_{ts}``, looked up under ``models/``), or a
 name: a config (path, or a stem of config/model_configs/) or a run name, whose latest *completed* run
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import yaml
 from pydantic import ValidationError
@@ -56,8 +57,32 @@ class TrainedModel:
         """Summaries with the run's preprocessing; ``generation`` overrides its settings (num_beams=1, ...)."""
         from .generate import generate_summaries
 
+        self._require_task("summarization", "summarize", "classify")
         cfg = self.config.model_copy(update={"generation": self.config.generation.model_copy(update=generation)})
         return generate_summaries(self.model, self.tokenizer, list(dialogues), cfg, progress=progress)
+
+    def classify(self, texts: Sequence[str], batch_size: Optional[int] = None, probabilities: bool = False) -> list:
+        """The label of each text (a classification run); with ``probabilities``, ``Classified(label,
+        probability, probabilities)`` with the probability of every label."""
+        from .classify import predict_labels
+        from .datafiles import label_ids
+
+        self._require_task("classification", "classify", "summarize")
+        labels, probs = predict_labels(self.model, self.tokenizer, list(texts), self.config, batch_size=batch_size)
+        if not probabilities:
+            return labels
+        ids = label_ids(self.config.data.labels)
+        return [Classified(label, p[ids[label]], {name: p[i] for name, i in ids.items()}) for label, p in zip(labels, probs)]
+
+    def _require_task(self, task: str, method: str, other: str) -> None:
+        if self.config.task != task:
+            raise RunError(f"{self.run} is a {self.config.task} run: use .{other}(...), not .{method}(...)")
+
+
+class Classified(NamedTuple):
+    label: str
+    probability: float  # of ``label``
+    probabilities: dict[str, float]  # of every label, in id order
 
 
 def load(ref: str | Path, device_map=None, dtype=None, max_memory: Optional[dict] = None,
