@@ -9,12 +9,19 @@ import io
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from sumtune import sweep
+from sumtune.cli import main
+from sumtune.config import load_config
+from sumtune.modelcard import model_card
 from sumtune.report import ReportError, write_report
 from test_report import PNG_MAGIC, fake_run, table_rows
 
+REPO = Path(__file__).resolve().parents[1]
+TINY_BART = REPO / "config" / "model_configs" / "tiny_bart.yaml"
 SPAM_DEV = "d" * 12 + "3" * 52
 OTHER_DEV = "e" * 12 + "4" * 52
 CLASSIFICATION_HEADER = ["group", "rank", "run", "name", "architecture", "checkpoint", "backend", "trainable params",
@@ -179,3 +186,70 @@ def test_a_task_this_sumtune_does_not_know_is_a_clear_error(tmp_path):
     with pytest.raises(ReportError, match=r"run.json: task 'regression' is not one this sumtune reports "
                                           r"\(summarization, classification\)"):
         write_report([tmp_path / "models" / run_id], tmp_path / "report")
+
+
+# --- around the report -----------------------------------------------------------------------------
+
+
+def test_the_sweep_prints_accuracy_and_macro_f1_for_a_classification_run(tmp_path, capsys):
+    run = SimpleNamespace(run_id="spam_20250101-000001", model_dir=tmp_path, results_dir=tmp_path,
+                          run_json=tmp_path / "run.json", log_path=tmp_path / "x.log")
+    metrics = classification_metrics({"ham": 0.95, "spam": 0.91}, 0.93, [[57, 3], [4, 36]])
+    sweep._print_run_summary(SimpleNamespace(run=run, status="completed", metrics=metrics))
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.split() == ["accuracy", "0.9300", "macro-F1", "0.9300", "(always", "'ham':", "macro-F1", "0.3750)"]
+    rouge = dict(rouge1=0.3, rouge2=0.1, rougeL=0.2, score=0.6)  # summarization metrics (no task) as before
+    sweep._print_run_summary(SimpleNamespace(run=run, status="completed", metrics=rouge))
+    assert "ROUGE-1 0.3000  ROUGE-2 0.1000  ROUGE-L 0.2000  score 0.6000" in capsys.readouterr().out
+
+
+def test_an_invalid_classification_config_in_a_sweep_is_reported_with_the_classification_runs(tmp_path, capsys):
+    root = tmp_path / "work"
+    typo = tmp_path / "spam_typo.yaml"
+    typo.write_text(f"name: spam_typo\ntask: classification\ntrainig: {{}}\noutput: {{root: {root}}}\n", encoding="utf-8")
+    garbled = tmp_path / "garbled.yaml"  # a task no sumtune knows: recorded without one, still reported
+    garbled.write_text(f"name: garbled\ntask: clasification\noutput: {{root: {root}}}\n", encoding="utf-8")
+    assert main(["sweep", str(typo), str(garbled), "--out", str(tmp_path / "report")]) == 1
+    report = tmp_path / "report"
+    with (report / "comparison_classification.csv").open(encoding="utf-8", newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["name"] == "spam_typo" and row["status"] == "failed" and "trainig" in row["error"]
+    with (report / "comparison.csv").open(encoding="utf-8", newline="") as handle:
+        assert [r["name"] for r in csv.DictReader(handle)] == ["garbled"]
+    out = capsys.readouterr().out
+    assert "(also comparison.csv, comparison.html, comparison_classification.csv, rouge.png)" in out
+
+
+def test_the_model_card_of_a_classification_run_shows_its_scores_not_rouge():
+    cfg = load_config(TINY_BART, check_files=False)
+    metrics = classification_metrics({"ham": 0.9, "spam": 0.8}, 0.93, [[57, 3], [4, 36]])
+    card = model_card(cfg, {"task": "classification", "metrics": metrics}, "spam_20250101-000001", "(loading)",
+                      "(contents)", peft=True)
+    assert "Text classification:" in card and "- classification" in card.split("---")[1] and "ROUGE" not in card
+    assert "| 0.9300 | 0.8500 | 0.3750 |" in card and "| spam | 0.8000 | 0.8000 | 0.8000 | 50 |" in card
+    summary = model_card(cfg, {"metrics": dict(rouge1=0.3, rouge2=0.1, rougeL=0.2, score=0.6, n_examples=3)},
+                         "bart_20250101-000001", "(loading)", "(contents)", peft=True)
+    assert "Dialogue summarization:" in summary and "| 0.3000 | 0.1000 | 0.2000 | 0.6000 |" in summary
+
+
+def test_compare_refuses_a_classification_run_before_loading_any_model(tmp_path, monkeypatch):
+    from sumtune import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "measure_in_own_process", lambda *a: pytest.fail("checked before measuring"))
+    cfg = load_config(TINY_BART, [f"output.root={tmp_path}"], check_files=False)
+    run_dir = tmp_path / "models" / f"{cfg.name}_20250101-000001"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    results = tmp_path / "outputs" / run_dir.name / "results"
+    results.mkdir(parents=True)
+    (results / "run.json").write_text(json.dumps({"status": "completed", "task": "classification"}))
+    with pytest.raises(compare_module.CompareError, match="is a classification run: sumtune compare times generation"):
+        compare_module.compare(run_dir)
+
+
+def test_sumtune_score_on_classification_predictions_says_where_their_scores_are(tmp_path, capsys):
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("id,text,label,predicted_label,probability\nm1,hi,ham,ham,0.9\n", encoding="utf-8")
+    assert main(["score", "--predictions", str(predictions)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a classification run's predictions (column 'predicted_label')" in err and "metrics.json" in err
