@@ -268,3 +268,10 @@ def run_to_resume(name: str, root: Path) -> Run:
 
 def load_manifest(run: Run) -> dict[str, Any]:
     return json.loads(run.run_json.read_text(encoding="utf-8")) if run.run_json.is_file() else {}
+
+
+def run_task(manifest: dict[str, Any]) -> str:
+    """A run's task: run.json's ``task``, else its metrics', else summarization (runs made before sumtune
+    trained classifiers record none)."""
+    metrics = manifest.get("metrics")
+    return manifest.get("task") or (metrics.get("task") if isinstance(metrics, dict) else None) or "summarization"

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from .artifacts import Run, load_manifest
+from .artifacts import Run, load_manifest, run_task
 from .machine import cpu_name, load_average, versions_line
 from .config import RunConfig
 from .records import write_csv_atomic, write_text_atomic
@@ -134,6 +134,10 @@ def compare(target: str | Path, merged: bool = False, repeats: int = 3, examples
     manifest = load_manifest(Run(cfg.name, run_dir.name, run_dir.parent.parent))
     if manifest.get("status") != "completed":
         raise CompareError(f"{run_dir} did not complete (status: {manifest.get('status', 'no run.json')}); compare a completed run")
+    if run_task(manifest) != "summarization":
+        raise CompareError(f"{run_dir} is a {run_task(manifest)} run: sumtune compare times generation (latency, "
+                           "tokens/s, ROUGE) and measures summarization runs only; its metrics.json and the report "
+                           "(sumtune report) hold the classification scores")
     dev = read_dev(cfg, data, examples)  # before any model is loaded
     notes = []
     adapter = (run_dir / "adapter_config.json").is_file()

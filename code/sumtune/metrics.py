@@ -500,9 +500,18 @@ def score_files(
     return rouge(predicted.values(pred_column), references, tokenizer, ids=pred_ids)
 
 
+CLASSIFICATION_PREDICTION_COLUMN = "predicted_label"  # predictions.csv of a classification run
+
+
 def _prediction_column(table: _Table, column: str) -> str:
     if column == "prediction" and column not in table.columns and "summary" in table.columns:
         return "summary"
+    if column not in table.columns and CLASSIFICATION_PREDICTION_COLUMN in table.columns:
+        raise ValueError(
+            f"{table.path} holds a classification run's predictions (column {CLASSIFICATION_PREDICTION_COLUMN!r}); "
+            "sumtune score computes ROUGE of summaries. The run's accuracy and macro-F1 are in metrics.json beside "
+            "it, and `sumtune report` compares classification runs"
+        )
     table.require(column, "prediction")
     return column
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from .artifacts import RUN_ID, TIMESTAMP_FORMAT
+from .artifacts import RUN_ID, TIMESTAMP_FORMAT, run_task
 from .config import RunConfig
+
+TASK_TITLES = {"summarization": "Dialogue summarization", "classification": "Text classification"}
 
 
 def model_card(cfg: RunConfig, manifest: dict, run_id: str, loading: str, contents: str, peft: bool,
                exported: Optional[datetime] = None) -> str:
     """The card as Markdown; ``loading`` is the Markdown of its "Loading" section, ``contents`` one line
     saying what the directory holds, ``peft`` whether it is loaded through peft (an adapter)."""
-    tags = ["sumtune", "summarization", cfg.arch.kind] + (["lora", "peft"] if peft else [])
+    task = run_task(manifest)
+    tags = ["sumtune", task, cfg.arch.kind] + (["lora", "peft"] if peft else [])
     header = ["---", f"library_name: {'peft' if peft else 'transformers'}"]
     if cfg.model.init == "pretrained":
         header.append(f"base_model: {cfg.model.checkpoint}")
@@ -28,7 +31,7 @@ def model_card(cfg: RunConfig, manifest: dict, run_id: str, loading: str, conten
         *header,
         f"# {run_id}",
         "",
-        f"Dialogue summarization: {cfg.model.architecture} ({cfg.arch.kind}), {method(cfg, manifest)}, trained with sumtune.",
+        f"{TASK_TITLES[task]}: {cfg.model.architecture} ({cfg.arch.kind}), {method(cfg, manifest)}, trained with sumtune.",
         "",
         "| | |",
         "|---|---|",
@@ -93,6 +96,10 @@ def metrics_lines(cfg: RunConfig, manifest: dict) -> list[str]:
     metrics = manifest.get("metrics")
     if not metrics:
         return ["Not evaluated (the run had no dev data, or did not reach its evaluation)."]
+    return METRICS_LINES[run_task(manifest)](cfg, metrics)
+
+
+def _rouge_lines(cfg: RunConfig, metrics: dict) -> list[str]:
     return [
         f"ROUGE F1 on the dev data ({metrics.get('n_examples')} examples, tokenizer {metrics.get('tokenizer')}; "
         f"generation: {generation_facts(cfg)}):",
@@ -102,6 +109,26 @@ def metrics_lines(cfg: RunConfig, manifest: dict) -> list[str]:
         f"| {metrics['rouge1']:.4f} | {metrics['rouge2']:.4f} | {metrics['rougeL']:.4f} | {metrics['score']:.4f} "
         f"| {metrics.get('n_empty_predictions', 0)} |",
     ]
+
+
+def _classification_lines(cfg: RunConfig, metrics: dict) -> list[str]:
+    per_class = metrics.get("per_class") or {}
+    return [
+        f"On the dev data ({metrics.get('n_examples')} examples); the majority baseline always predicts "
+        f"{metrics.get('majority_label')!r}:",
+        "",
+        "| accuracy | macro-F1 | majority-class macro-F1 |",
+        "|---:|---:|---:|",
+        f"| {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | {metrics['majority_macro_f1']:.4f} |",
+        "",
+        "| label | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+        *(f"| {label} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
+          for label, s in per_class.items()),
+    ]
+
+
+METRICS_LINES = {"summarization": _rouge_lines, "classification": _classification_lines}  # by the run's task
 
 
 def generation_facts(cfg: RunConfig) -> str:

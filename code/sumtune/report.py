@@ -1,4 +1,5 @@
-"""A comparison of many runs from their run.json files: Markdown, CSV, HTML and a ROUGE bar chart.
+"""A comparison of many runs from their run.json files: Markdown, CSV, HTML, a ROUGE bar chart and
+confusion matrices.
 
     sumtune report models/tiny_bart_20250101-120000 outputs/tiny_t5_20250101-120130
     sumtune report outputs/*/ --out reports/kobart-vs-t5
@@ -14,6 +15,16 @@ a score follow, failed runs last with their error, outside the ranking. Nothing 
     {out}/comparison.csv    the same columns, full values
     {out}/comparison.html   self-contained (inline CSS, the chart embedded as base64)
     {out}/rouge.png         ROUGE-1/2/L per run, grouped bars with their values
+
+Classification runs (run.json ``"task": "classification"``) get their own section after the
+summarization one, with their own columns (accuracy, macro-F1, the majority-class baseline, per-class
+F1), ranked by macro-F1 within groups of (eval file content hash, number of examples, labels):
+
+    {out}/comparison_classification.csv    the classification table, full values
+    {out}/confusion_{run_id}.png           each scored classification run's confusion matrix (counts;
+                                           rows: true label), also embedded in the HTML
+
+A report of classification runs only has no ROUGE table, rouge.png or comparison.csv.
 """
 
 from __future__ import annotations
@@ -21,12 +32,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
-from .artifacts import TIMESTAMP_FORMAT
+from .artifacts import TIMESTAMP_FORMAT, run_task
 from .records import atomic_path, write_csv_atomic, write_text_atomic
 
 ROUGE_KEYS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
@@ -60,6 +72,19 @@ class Comparable(NamedTuple):
         return f"{eval_file}, {self.n_examples} examples, ROUGE tokenizer {self.tokenizer}"
 
 
+class ComparableLabels(NamedTuple):
+    """What a classification score depends on besides the model."""
+
+    eval_file_sha256: Optional[str]
+    n_examples: Optional[int]
+    labels: tuple[str, ...]
+
+    def describe(self) -> str:
+        sha = self.eval_file_sha256
+        eval_file = f"eval file sha256 {sha[:HASH_CELL_CHARS]}" if sha else "unknown eval file"
+        return f"{eval_file}, {self.n_examples} examples, labels {', '.join(self.labels)}"
+
+
 def _metric(key: str) -> Callable[[dict], Any]:
     return lambda m: (m.get("metrics") or {}).get(key)
 
@@ -76,6 +101,11 @@ def comparable(m: dict) -> Comparable:
     sha = _metric("eval_file_sha256")(m) or m.get("eval_file_sha256")
     tokenizer = _metric("tokenizer")(m)
     return Comparable(sha, _metric("n_examples")(m), tokenizer.split("(")[0] if tokenizer else None)
+
+
+def comparable_labels(m: dict) -> ComparableLabels:
+    labels = _metric("labels")(m) or m.get("labels") or ()
+    return ComparableLabels(comparable(m).eval_file_sha256, _metric("n_examples")(m), tuple(map(str, labels)))
 
 
 def _eval_file(m: dict) -> Optional[str]:
@@ -101,6 +131,14 @@ def _number(digits: int) -> Callable[[Any], str]:
 
 def _count(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else ""
+
+
+def _per_class_f1(m: dict) -> Optional[str]:
+    """``ham 0.9500 · spam 0.9100``: each class's F1 in label order."""
+    per_class = _metric("per_class")(m)
+    if not isinstance(per_class, dict):
+        return None
+    return " · ".join(f"{label} {scores.get('f1', 0):.4f}" for label, scores in per_class.items())
 
 
 COLUMNS = (
@@ -132,17 +170,84 @@ COLUMNS = (
 )
 
 
+CLASSIFICATION_COLUMNS = (
+    Column("group", lambda m: m.get("report_group"), _count, numeric=True),
+    Column("rank", lambda m: m.get("report_rank"), _count, numeric=True),
+    Column("run", lambda m: m.get("run_id")),
+    Column("name", lambda m: m.get("name")),
+    Column("architecture", lambda m: m.get("architecture")),
+    Column("checkpoint", lambda m: m.get("checkpoint")),
+    Column("backend", _backend),
+    Column("trainable params", lambda m: m.get("trainable_params"), _count, numeric=True),
+    Column("accuracy", _metric("accuracy"), _number(4), numeric=True),
+    Column("macro-F1", _metric("macro_f1"), _number(4), numeric=True),
+    Column("majority macro-F1", _metric("majority_macro_f1"), _number(4), numeric=True),
+    Column("per-class F1", _per_class_f1),
+    Column("examples", _metric("n_examples"), _count, numeric=True),
+    Column("eval file sha256", _eval_file, lambda v: v[:HASH_CELL_CHARS]),
+    Column("train time (s)", lambda m: m.get("train_time_s"), _number(1), numeric=True),
+    Column("wall time (s)", lambda m: m.get("wall_time_s"), _number(1), numeric=True),
+    Column("status", lambda m: m.get("status")),
+    Column("error", lambda m: m.get("error")),
+)
+
+
+Chart = tuple[str, Path]  # (alt text, PNG file in the report folder)
+
+
+def _rouge_charts(runs: list[dict], out: Path) -> list[Chart]:
+    return [("ROUGE per run", draw_rouge_chart(runs, out / "rouge.png"))]
+
+
+def _confusion_charts(runs: list[dict], out: Path) -> list[Chart]:
+    return [(f"Confusion matrix of {m.get('run_id')}", draw_confusion_matrix(m, out / confusion_file(m)))
+            for m in runs if _confusion(m)]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One task's part of the report: its table, how its runs are grouped and ranked, its CSV and charts."""
+
+    heading: str  # shown when the report has more than one section
+    columns: Sequence[Column]
+    comparable: Callable[[dict], Any]  # runs with equal keys are ranked together
+    score: str  # what the ranking compares
+    also_same: str  # what runs must share besides the eval file and the number of examples
+    csv_name: str
+    draw: Callable[[list[dict], Path], list[Chart]]  # writes the section's PNGs into the report folder
+    charts_below: bool  # its charts follow the table (one per run) rather than precede it (one for all)
+
+
+SECTIONS = {  # run.json "task" -> its section, in report order
+    "summarization": Section("Summarization runs", COLUMNS, comparable, "score (ROUGE-1 + ROUGE-2 + ROUGE-L F1)",
+                             "ROUGE tokenizer", "comparison.csv", _rouge_charts, charts_below=False),
+    "classification": Section("Classification runs", CLASSIFICATION_COLUMNS, comparable_labels, "macro-F1", "labels",
+                              "comparison_classification.csv", _confusion_charts, charts_below=True),
+}
+
+
 def write_report(paths: Sequence[str | Path], out_dir: Optional[Path] = None) -> Path:
-    """Read every run, write the four report files into ``out_dir`` (default reports/{timestamp}); return it."""
-    runs = rank_runs([read_run(path) for path in paths])
+    """Read every run, write the report files into ``out_dir`` (default reports/{timestamp}); return it."""
+    parts = split_by_task([read_run(path) for path in paths])
     out = Path(out_dir) if out_dir is not None else _fresh_dir(Path("reports"))
     out.mkdir(parents=True, exist_ok=True)
-    chart = out / "rouge.png"
-    draw_rouge_chart(runs, chart)
-    write_text_atomic(out / "comparison.md", to_markdown(runs))
-    write_csv_atomic(out / "comparison.csv", [_raw_row(m) for m in runs], [c.header for c in COLUMNS] + ["log"])
-    write_text_atomic(out / "comparison.html", to_html(runs, chart))
+    charts = {task: SECTIONS[task].draw(runs, out) for task, runs in parts.items()}
+    write_text_atomic(out / "comparison.md", to_markdown(parts, charts))
+    for task, runs in parts.items():
+        section = SECTIONS[task]
+        write_csv_atomic(out / section.csv_name, [_raw_row(m, section.columns) for m in runs],
+                         [c.header for c in section.columns] + ["log"])
+    write_text_atomic(out / "comparison.html", to_html(parts, charts))
     return out
+
+
+def split_by_task(runs: list[dict]) -> dict[str, list[dict]]:
+    """The runs of each task, ranked (``rank_runs``), in SECTIONS order; summarization alone when no run has a
+    task (and for no runs at all)."""
+    parts = {task: rank_runs([m for m in runs if run_task(m) == task], section.comparable)
+             for task, section in SECTIONS.items()}
+    present = {task: members for task, members in parts.items() if members}
+    return present or {"summarization": []}
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -178,19 +283,23 @@ def read_run(path: str | Path) -> dict:
     manifest.setdefault("run_id", run_json.parent.parent.name)
     manifest.setdefault("name", manifest["run_id"])
     manifest.setdefault("status", "unknown")
+    if run_task(manifest) not in SECTIONS:
+        raise ReportError(f"{run_json}: task {run_task(manifest)!r} is not one this sumtune reports "
+                          f"({', '.join(SECTIONS)}); report it with the sumtune version that trained it")
     return manifest
 
 
-def rank_runs(runs: list[dict]) -> list[dict]:
+def rank_runs(runs: list[dict], key: Callable[[dict], Any] = comparable) -> list[dict]:
     """Copies of the runs in report order; ranked runs carry ``report_group`` (1, 2, ...) and ``report_rank``.
 
-    Completed, scored runs are grouped by `comparable` (the biggest group first, runs with a known eval
-    file before the others) and ranked best score first within their group. Completed runs without a
-    score follow, then failed and unfinished runs; these have no group or rank.
+    Completed, scored runs are grouped by ``key`` (`comparable` for summarization; the biggest group
+    first, runs with a known eval file before the others) and ranked best score first within their
+    group. Completed runs without a score follow, then failed and unfinished runs; these have no group
+    or rank.
     """
-    by_key: dict[Comparable, list[dict]] = {}
+    by_key: dict[Any, list[dict]] = {}
     for m in sorted((m for m in runs if _ranked(m)), key=lambda m: (-_metric("score")(m), m.get("run_id", ""))):
-        by_key.setdefault(comparable(m), []).append(m)
+        by_key.setdefault(key(m), []).append(m)
     groups = sorted(by_key.items(), key=lambda item: (item[0].eval_file_sha256 is None, -len(item[1]), str(item[0])))
     ordered = [dict(m, report_group=number, report_rank=rank)
                for number, (_, members) in enumerate(groups, start=1) for rank, m in enumerate(members, start=1)]
@@ -199,15 +308,15 @@ def rank_runs(runs: list[dict]) -> list[dict]:
     return ordered + [dict(m, report_group=None, report_rank=None) for m in rest]
 
 
-def _raw_row(m: dict) -> dict:
-    row = {c.header: c.value(m) for c in COLUMNS}
+def _raw_row(m: dict, columns: Sequence[Column]) -> dict:
+    row = {c.header: c.value(m) for c in columns}
     row["log"] = m.get("log") if m.get("status") != "completed" else None
     return {k: "" if v is None else v for k, v in row.items()}
 
 
-def _table_columns(runs: list[dict]) -> list[Column]:
+def _table_columns(runs: list[dict], columns: Sequence[Column]) -> list[Column]:
     """All columns, less the error column when no run has an error."""
-    return [c for c in COLUMNS if c.header != "error" or any(m.get("error") for m in runs)]
+    return [c for c in columns if c.header != "error" or any(m.get("error") for m in runs)]
 
 
 def _cells(m: dict, columns: Sequence[Column]) -> list[str]:
@@ -225,30 +334,30 @@ def _failed(runs: list[dict]) -> list[dict]:
     return [m for m in runs if m.get("status") != "completed"]
 
 
-def _summary(runs: list[dict]) -> str:
+def _summary(runs: list[dict], section: Section) -> str:
     done = sum(m.get("status") == "completed" for m in runs)
-    return (f"{len(runs)} run(s): {done} completed, {len(runs) - done} failed or unfinished. Ranked by score "
-            "(ROUGE-1 + ROUGE-2 + ROUGE-L F1) among runs scored on the same eval file (content hash), "
-            "number of examples and ROUGE tokenizer.")
+    return (f"{len(runs)} run(s): {done} completed, {len(runs) - done} failed or unfinished. Ranked by "
+            f"{section.score} among runs scored on the same eval file (content hash), number of examples and "
+            f"{section.also_same}.")
 
 
-def _groups(runs: list[dict]) -> list[tuple[int, Comparable, int]]:
+def _groups(runs: list[dict], section: Section) -> list[tuple[int, Any, int]]:
     """(group number, what its runs share, how many runs) for each group, in report order."""
     members: dict[int, list[dict]] = {}
     for m in runs:
         if m.get("report_group"):
             members.setdefault(m["report_group"], []).append(m)
-    return [(number, comparable(group[0]), len(group)) for number, group in members.items()]
+    return [(number, section.comparable(group[0]), len(group)) for number, group in members.items()]
 
 
-def _comparability_notes(runs: list[dict]) -> list[tuple[str, list[str]]]:
-    """(sentence, its list items): what the top of the report must say before any score is read."""
-    groups = _groups(runs)
+def _comparability_notes(runs: list[dict], section: Section) -> list[tuple[str, list[str]]]:
+    """(sentence, its list items): what the top of a section must say before any score is read."""
+    groups = _groups(runs, section)
     notes = []
     if len(groups) > 1:
         notes.append((f"These runs are not all comparable: they fall in {len(groups)} groups with a different eval "
-                      "file, number of examples or ROUGE tokenizer, and each group is ranked on its own. Compare "
-                      "scores only within a group.",
+                      f"file, number of examples or {section.also_same}, and each group is ranked on its own. "
+                      "Compare scores only within a group.",
                       [f"group {number}: {key.describe()} ({count} run(s))" for number, key, count in groups]))
     unknown = sum(count for _, key, count in groups if key.eval_file_sha256 is None)
     if unknown:
@@ -265,17 +374,14 @@ def markdown_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def to_markdown(runs: list[dict]) -> str:
+def to_markdown(parts: dict[str, list[dict]], charts: Optional[dict[str, list[Chart]]] = None) -> str:
+    """The report: one section per task in ``parts`` (headed when there are several), then failed runs."""
     lines = ["# Run comparison", ""]
-    for sentence, items in _comparability_notes(runs):
-        lines += [f"**{sentence}**", ""] + [f"- {item}" for item in items] + ([""] if items else [])
-    lines += [_summary(runs), "", "![ROUGE per run](rouge.png)", ""]
-    columns = _table_columns(runs)
-    lines.append("| " + " | ".join(c.header for c in columns) + " |")
-    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
-    for m in runs:
-        lines.append("| " + " | ".join(markdown_cell(cell) for cell in _cells(m, columns)) + " |")
-    failed = _failed(runs)
+    for index, (task, runs) in enumerate(parts.items()):
+        section = SECTIONS[task]
+        lines += ([""] if index else []) + ([f"## {section.heading}", ""] if len(parts) > 1 else [])
+        lines += _markdown_section(runs, section, (charts or {}).get(task, []))
+    failed = [m for runs in parts.values() for m in _failed(runs)]
     if failed:
         lines += ["", "## Failed runs", ""]
         for m in failed:
@@ -283,6 +389,24 @@ def to_markdown(runs: list[dict]) -> str:
             if m.get("log"):
                 lines += [f"Log: `{m['log']}`", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _markdown_section(runs: list[dict], section: Section, charts: list[Chart]) -> list[str]:
+    lines = []
+    for sentence, items in _comparability_notes(runs, section):
+        lines += [f"**{sentence}**", ""] + [f"- {item}" for item in items] + ([""] if items else [])
+    images = [f"![{alt}]({path.name})" for alt, path in charts]
+    lines += [_summary(runs, section), ""]
+    if not section.charts_below:
+        lines += [line for image in images for line in (image, "")]
+    columns = _table_columns(runs, section.columns)
+    lines.append("| " + " | ".join(c.header for c in columns) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
+    for m in runs:
+        lines.append("| " + " | ".join(markdown_cell(cell) for cell in _cells(m, columns)) + " |")
+    if section.charts_below:
+        lines += [line for image in images for line in ("", image)]
+    return lines
 
 
 # --- HTML ------------------------------------------------------------------------------------------
@@ -300,9 +424,30 @@ p.note { font-weight: 600; color: #9a6700; }
 """
 
 
-def to_html(runs: list[dict], chart: Optional[Path] = None) -> str:
+def to_html(parts: dict[str, list[dict]], charts: Optional[dict[str, list[Chart]]] = None) -> str:
+    """Self-contained HTML of the same report; charts are embedded as base64 PNG."""
     esc = html.escape
-    columns = _table_columns(runs)
+    sections = "".join(
+        (f"<h2>{esc(SECTIONS[task].heading)}</h2>\n" if len(parts) > 1 else "")
+        + _html_section(runs, SECTIONS[task], (charts or {}).get(task, []))
+        for task, runs in parts.items()
+    )
+    errors = "".join(
+        f"<h3>{esc(str(m.get('run_id')))} ({esc(str(m.get('status')))})</h3><pre>{esc(m.get('error') or '(no error recorded)')}</pre>"
+        + (f"<p>Log: <code>{esc(m['log'])}</code></p>" if m.get("log") else "")
+        for runs in parts.values() for m in _failed(runs)
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Run comparison</title>'
+        f"<style>{CSS}</style></head><body>\n<h1>Run comparison</h1>\n{sections}"
+        + (f"<h2>Failed runs</h2>{errors}\n" if errors else "")
+        + "</body></html>\n"
+    )
+
+
+def _html_section(runs: list[dict], section: Section, charts: list[Chart]) -> str:
+    esc = html.escape
+    columns = _table_columns(runs, section.columns)
     head = "".join(f"<th>{esc(c.header)}</th>" for c in columns)
     body = []
     for m in runs:
@@ -312,27 +457,18 @@ def to_html(runs: list[dict], chart: Optional[Path] = None) -> str:
         )
         css_class = ' class="failed"' if m.get("status") != "completed" else ""
         body.append(f"<tr{css_class}>{cells}</tr>")
-    image = ""
-    if chart is not None and chart.is_file():
-        data = base64.b64encode(chart.read_bytes()).decode("ascii")
-        image = f'<img alt="ROUGE per run" src="data:image/png;base64,{data}">'
-    errors = "".join(
-        f"<h3>{esc(str(m.get('run_id')))} ({esc(str(m.get('status')))})</h3><pre>{esc(m.get('error') or '(no error recorded)')}</pre>"
-        + (f"<p>Log: <code>{esc(m['log'])}</code></p>" if m.get("log") else "")
-        for m in _failed(runs)
+    images = "\n".join(
+        f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+        for alt, path in charts if path.is_file()
     )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Run comparison</title>'
-        f"<style>{CSS}</style></head><body>\n<h1>Run comparison</h1>\n{_html_notes(runs)}\n<p>{esc(_summary(runs))}</p>\n{image}\n"
-        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
-        + (f"<h2>Failed runs</h2>{errors}\n" if errors else "")
-        + "</body></html>\n"
-    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
+    above, below = ("", images + "\n") if section.charts_below else (images, "")
+    return f"{_html_notes(runs, section)}\n<p>{esc(_summary(runs, section))}</p>\n{above}\n{table}{below}"
 
 
-def _html_notes(runs: list[dict]) -> str:
+def _html_notes(runs: list[dict], section: Section) -> str:
     parts = []
-    for sentence, items in _comparability_notes(runs):
+    for sentence, items in _comparability_notes(runs, section):
         parts.append(f'<p class="note">{html.escape(sentence)}</p>')
         if items:
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
@@ -387,6 +523,50 @@ def draw_rouge_chart(runs: list[dict], path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def draw_confusion_matrix(m: dict, path: Path) -> Path:
+    """A classification run's confusion matrix: counts written in the cells, true labels as rows, predicted
+    labels as columns (scikit-learn's ConfusionMatrixDisplay); written through a temporary file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    labels = [str(label) for label in _metric("labels")(m)]
+    side = max(3.6, 0.7 * len(labels) + 2.4)
+    fig, ax = plt.subplots(figsize=(side, side), dpi=120)
+    try:
+        display = ConfusionMatrixDisplay(np.array(_confusion(m)), display_labels=labels)
+        display.plot(ax=ax, values_format="d", cmap="Blues", colorbar=False,
+                     xticks_rotation=45 if max(map(len, labels)) > 6 else "horizontal")
+        scores = [f"{name} {value:.4f}" for name, value in (("macro-F1", _metric("macro_f1")(m)),
+                                                             ("accuracy", _metric("accuracy")(m)))
+                  if isinstance(value, (int, float))]
+        ax.set_title("\n".join([str(m.get("run_id")), " · ".join(scores)]), fontsize=9)
+        fig.tight_layout()
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png", metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _confusion(m: dict) -> Optional[list[list[int]]]:
+    """The run's confusion matrix when it is square over its labels; None otherwise (nothing to draw)."""
+    matrix, labels = _metric("confusion_matrix")(m), _metric("labels")(m)
+    if not (isinstance(matrix, list) and isinstance(labels, list) and len(labels) == len(matrix) > 0):
+        return None
+    if not all(isinstance(row, list) and len(row) == len(labels) and all(isinstance(n, int) for n in row) for row in matrix):
+        return None
+    return matrix
+
+
+def confusion_file(m: dict) -> str:
+    """``confusion_{run_id}.png``, any character a file name should not hold replaced by ``_``."""
+    return f"confusion_{re.sub(r'[^A-Za-z0-9._-]', '_', str(m.get('run_id')))}.png"
 
 
 def _chart_labels(runs: list[dict]) -> list[str]:

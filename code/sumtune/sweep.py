@@ -92,28 +92,31 @@ def _record_invalid_config(path: Path, overrides: Sequence[str], error: Exceptio
 
 
 def _invalid_config_facts(path: Path, overrides: Sequence[str]) -> dict:
-    """Name, output root (and model, when the schema is valid) of a config that failed validation."""
+    """Name, output root, task (when it names a known one, so the report puts the run in its section) and
+    model (when the schema is valid) of a config that failed validation."""
     import re
 
     from .artifacts import default_root
     from .config import ConfigError, apply_overrides, load_config, read_yaml_with_bases
+    from .report import SECTIONS
 
-    try:  # only the data files are wrong
-        cfg = load_config(path, overrides, check_files=False)
-        return dict(name=cfg.name, root=cfg.output.root, architecture=cfg.model.architecture,
-                    checkpoint=cfg.model.checkpoint or f"scratch:{cfg.model.size}")
-    except ConfigError:
-        pass
     try:
         raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
     except ConfigError:
         raw = {}
+    task = {"task": raw["task"]} if isinstance(raw.get("task"), str) and raw["task"] in SECTIONS else {}
+    try:  # only the data files are wrong
+        cfg = load_config(path, overrides, check_files=False)
+        return dict(name=cfg.name, root=cfg.output.root, architecture=cfg.model.architecture,
+                    checkpoint=cfg.model.checkpoint or f"scratch:{cfg.model.size}", **task)
+    except ConfigError:
+        pass
     name = raw.get("name")
     output = raw.get("output")
     root = output.get("root") if isinstance(output, dict) else None
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
         name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem) or "config"
-    return dict(name=name, root=Path(root) if isinstance(root, str) else default_root()[0])
+    return dict(name=name, root=Path(root) if isinstance(root, str) else default_root()[0], **task)
 
 
 def _run_ids(cfg) -> set[str]:
@@ -137,16 +140,26 @@ def write_report(run_dirs: Sequence[Path], out: Optional[Path]) -> int:
     except ReportError as exc:
         print(f"error: report: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"\nreport: {directory / 'comparison.md'} (also comparison.html, comparison.csv, rouge.png)")
+    written = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != "comparison.md")
+    charts = [name for name in written if name.startswith("confusion_")]
+    also = [name for name in written if name not in charts] + ([f"{len(charts)} confusion matrix PNG(s)"] if charts else [])
+    print(f"\nreport: {directory / 'comparison.md'} (also {', '.join(also)})")
     return EXIT_OK
+
+
+SCORE_LINES = {  # the task of a run's metrics -> its one-line summary
+    "summarization": lambda m: (f"ROUGE-1 {m['rouge1']:.4f}  ROUGE-2 {m['rouge2']:.4f}  ROUGE-L {m['rougeL']:.4f}  "
+                                f"score {m['score']:.4f}"),
+    "classification": lambda m: (f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (always "
+                                 f"{m['majority_label']!r}: macro-F1 {m['majority_macro_f1']:.4f})"),
+}
 
 
 def _print_run_summary(result) -> None:
     run = result.run
     print(f"\nrun {run.run_id} {result.status}")
     if result.metrics:
-        m = result.metrics
-        print(f"  ROUGE-1 {m['rouge1']:.4f}  ROUGE-2 {m['rouge2']:.4f}  ROUGE-L {m['rougeL']:.4f}  score {m['score']:.4f}")
+        print("  " + SCORE_LINES[result.metrics.get("task", "summarization")](result.metrics))
     print(f"  model:       {run.model_dir}")
     print(f"  metrics:     {run.results_dir / 'metrics.json'}")
     print(f"  predictions: {run.results_dir / 'predictions.csv'}")
