@@ -13,7 +13,8 @@ preprocessing and generation depend on it:
   rebuilds some classes from vocab + merges, so the class decides the pre-tokenizer in use);
 * the same chat-template layout (templates written here, not copied);
 * byte-level BPE where the real one is byte-level (a Hangul syllable can split into several
-  tokens), Metaspace where it is SentencePiece-style.
+  tokens), Metaspace where it is SentencePiece-style, cased WordPiece for the BERT-style encoders
+  (their hub layout: vocab.txt and a two-key tokenizer_config.json beside the model's config.json).
 
 The vocabulary itself (which merges, which pieces) is learned from ``texts``, not the real one.
 tests/fixtures/checkpoints/README.md lists the source of every fact used here.
@@ -43,6 +44,8 @@ CHECKPOINTS: dict[str, str] = {
     "llama-3.2-korean-bllossom-3b": "Bllossom/llama-3.2-Korean-Bllossom-3B",
     "qwen3-4b-instruct-2507": "Qwen/Qwen3-4B-Instruct-2507",
     "exaone-3.5-2.4b-instruct": "LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct",
+    "koelectra-small-v3-discriminator": "monologg/koelectra-small-v3-discriminator",
+    "kcbert-base": "beomi/kcbert-base",
 }
 
 # config stem in config/model_configs/ -> slug (only the configs that name a real checkpoint)
@@ -56,6 +59,8 @@ CONFIG_CHECKPOINT: dict[str, str] = {
     "llama_3.2_korean_3b": "llama-3.2-korean-bllossom-3b",
     "qwen3_4b": "qwen3-4b-instruct-2507",
     "exaone_3.5_2.4b": "exaone-3.5-2.4b-instruct",
+    "koelectra_small_spam": "koelectra-small-v3-discriminator",
+    "kcbert_base_sentiment": "kcbert-base",
 }
 
 # Bllossom's own tokenizer_config.json could not be read; indirect evidence says it declares
@@ -103,6 +108,8 @@ def build_tokenizer(slug: str, out_dir: Path, texts: list[str]) -> Path:
         "llama-3.2-korean-bllossom-3b": _build_llama,
         "qwen3-4b-instruct-2507": _build_qwen3,
         "exaone-3.5-2.4b-instruct": _build_exaone,
+        "koelectra-small-v3-discriminator": _build_koelectra_small_v3,
+        "kcbert-base": _build_kcbert_base,
     }
     if slug not in builders:
         raise KeyError(f"unknown checkpoint slug {slug!r}; known: {', '.join(CHECKPOINTS)}")
@@ -447,3 +454,69 @@ def _build_exaone(out_dir: Path, texts: list[str]) -> None:
               "model_max_length": 32768, "chat_template": EXAONE_CHAT_TEMPLATE,
               "added_tokens_decoder": {str(t["id"]): _decoder_entry(t) for t in added}}
     _write(out_dir, tokenizer_json, config)
+
+
+# --- encoders (sequence classification) ----------------------------------------------------------
+
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4 in both published vocabularies
+
+
+def _wordpiece_alphabet() -> list[str]:
+    """Characters every imitated WordPiece vocabulary holds, word-initial and as ``##`` continuation: printable
+    ASCII, the Hangul compatibility jamo (ㅋ, ㅎ, ...) and the 2,350 Hangul syllables of KS X 1001.
+
+    The published vocabularies were built to cover their corpora's characters (KoELECTRA: limit_alphabet 6000);
+    without this, a syllable missing from the few training texts would turn its whole word into [UNK].
+    """
+    printable = [chr(c) for c in range(0x21, 0x7F)]
+    jamo = [chr(c) for c in range(0x3131, 0x3164)]
+    # the 2,350 precomposed syllables of KS X 1001 are the ones EUC-KR writes in two bytes
+    syllables = [chr(c) for c in range(0xAC00, 0xD7A4) if len(chr(c).encode("euc_kr", errors="ignore")) == 2]
+    return printable + jamo + syllables
+
+
+def _build_wordpiece(out_dir: Path, texts: list[str], slug: str, size: int, model_max_length: int,
+                     tail: list[str]) -> None:
+    """A cased BERT WordPiece laid out as on the hub: vocab.txt, tokenizer_config.json and the model's config.json.
+
+    vocab.txt: [PAD] [UNK] [CLS] [SEP] [MASK] at 0..4, the pieces learned from ``texts``, the covered alphabet,
+    fillers, then ``tail`` as the last entries; ``size`` lines in all. Fillers are ``[`` + mark + n + ``]``:
+    the BERT pre-tokenizer splits off brackets, so no input text reaches them (nor ``[unused*]``). The published
+    tokenizer_config.json names no class: AutoTokenizer takes it from config.json's model_type (BertTokenizer
+    in transformers 5 for both bert and electra; ElectraTokenizer is an alias), which rebuilds the normalizer
+    from do_lower_case, so the published ``false`` is what keeps case and Hangul intact.
+    """
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                            lowercase=False)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=4 * TRAINED_VOCAB, min_frequency=2, special_tokens=[],
+                                        limit_alphabet=6000, continuing_subword_prefix="##", show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    vocab = json.loads(tok.to_str())["model"]["vocab"]
+    tokens = BERT_SPECIALS + [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    taken = set(tokens)
+    alphabet = _wordpiece_alphabet()
+    tokens += [piece for piece in alphabet + ["##" + char for char in alphabet] if piece not in taken]
+    fillers = [f"[{filler}]" for filler in _fillers(size - len(tokens) - len(tail), set())]
+    tokens += fillers + tail
+    assert len(tokens) == size == len(set(tokens)), (slug, len(tokens), len(set(tokens)))
+    (out_dir / "vocab.txt").write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
+    config = {"do_lower_case": False, "model_max_length": model_max_length}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config) + "\n", encoding="utf-8")
+    shutil.copy(fixture_dir(slug) / "config.json", out_dir / "config.json")
+
+
+def _build_koelectra_small_v3(out_dir: Path, texts: list[str]) -> None:
+    """monologg/koelectra-small-v3-discriminator: cased WordPiece of 35,000 entries, model_max_length 512.
+
+    Like KoELECTRA's published vocabularies, the last 200 entries are [unused0]..[unused199].
+    """
+    _build_wordpiece(out_dir, texts, "koelectra-small-v3-discriminator", size=35000, model_max_length=512,
+                     tail=[f"[unused{i}]" for i in range(200)])
+
+
+def _build_kcbert_base(out_dir: Path, texts: list[str]) -> None:
+    """beomi/kcbert-base: cased WordPiece of 30,000 entries, model_max_length 300 (= its 300 positions)."""
+    _build_wordpiece(out_dir, texts, "kcbert-base", size=30000, model_max_length=300, tail=[])

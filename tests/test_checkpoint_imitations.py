@@ -21,19 +21,21 @@ import checkpoint_tokenizers as ct  # noqa: E402
 SEQ2SEQ = ["bart-base", "kobart-base-v2", "t5-base", "flan-t5-base", "mt5-base"]
 BYTE_LEVEL = ["bart-base", "llama-3.2-korean-bllossom-3b", "qwen3-4b-instruct-2507", "exaone-3.5-2.4b-instruct"]
 METASPACE = ["kobart-base-v2", "kogpt2-base-v2", "t5-base", "flan-t5-base", "mt5-base"]
+WORDPIECE = ["koelectra-small-v3-discriminator", "kcbert-base"]
 WITH_CONFIG = [slug for slug in ct.CHECKPOINTS if slug != "exaone-3.5-2.4b-instruct"]
 
 # slug -> len(tokenizer) of the published tokenizer
 PUBLISHED_LEN = {
     "bart-base": 50265, "kobart-base-v2": 30000, "t5-base": 32100, "flan-t5-base": 32100, "mt5-base": 250100,
     "kogpt2-base-v2": 51200, "llama-3.2-korean-bllossom-3b": 128256, "qwen3-4b-instruct-2507": 151669,
-    "exaone-3.5-2.4b-instruct": 102400,
+    "exaone-3.5-2.4b-instruct": 102400, "koelectra-small-v3-discriminator": 35000, "kcbert-base": 30000,
 }
 # slug -> (vocab_size in config.json, tie_word_embeddings as published)
 PUBLISHED_CONFIG = {
     "bart-base": (50265, True), "kobart-base-v2": (30000, True), "t5-base": (32128, True),
     "flan-t5-base": (32128, False), "mt5-base": (250112, False), "kogpt2-base-v2": (51200, True),
     "llama-3.2-korean-bllossom-3b": (128256, True), "qwen3-4b-instruct-2507": (151936, True),
+    "koelectra-small-v3-discriminator": (35000, True), "kcbert-base": (30000, True),
 }
 # token -> id, as published
 PUBLISHED_IDS = {
@@ -50,6 +52,8 @@ PUBLISHED_IDS = {
     "qwen3-4b-instruct-2507": {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
                                "<think>": 151667, "</think>": 151668},
     "exaone-3.5-2.4b-instruct": {"[PAD]": 0, "[BOS]": 1, "[|endofturn|]": 361},
+    "koelectra-small-v3-discriminator": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4},
+    "kcbert-base": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4},
 }
 # declared roles -> token (None: not declared)
 PUBLISHED_DECLARED = {
@@ -65,7 +69,11 @@ PUBLISHED_DECLARED = {
     "qwen3-4b-instruct-2507": {"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
     "exaone-3.5-2.4b-instruct": {"bos_token": "[BOS]", "eos_token": "[|endofturn|]", "pad_token": "[PAD]",
                                  "unk_token": "[UNK]"},
+    **{slug: {"bos_token": None, "eos_token": None, "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
+              "sep_token": "[SEP]", "mask_token": "[MASK]"} for slug in WORDPIECE},
 }
+# slug -> (model_max_length in tokenizer_config.json, max_position_embeddings in config.json), as published
+PUBLISHED_MAX_LENGTH = {"koelectra-small-v3-discriminator": (512, 512), "kcbert-base": (300, 300)}
 TEXT = "#Person1#: 내일 오후 3시에 예약했는데 시간을 바꿀 수 있을까요? Sure, no problem."
 RARE_SYLLABLE = "뷁"  # absent from the sample data: byte-level tokenizers must split it into bytes
 
@@ -171,6 +179,8 @@ def test_config_loads_offline_with_published_facts(slug):
     ("kogpt2-base-v2", {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 3}),
     ("llama-3.2-korean-bllossom-3b", {"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]}),
     ("qwen3-4b-instruct-2507", {"bos_token_id": 151643, "eos_token_id": 151645}),
+    ("koelectra-small-v3-discriminator", {"pad_token_id": 0, "embedding_size": 128, "hidden_size": 256}),
+    ("kcbert-base", {"pad_token_id": 0, "hidden_size": 768}),
 ])
 def test_config_special_ids(slug, expected):
     config = AutoConfig.from_pretrained(ct.fixture_dir(slug))
@@ -229,6 +239,7 @@ def test_len_and_special_ids(load, slug):
 @pytest.mark.parametrize("slug, spare", [
     ("bart-base", 0), ("kobart-base-v2", 0), ("t5-base", 28), ("flan-t5-base", 28), ("mt5-base", 12),
     ("kogpt2-base-v2", 0), ("llama-3.2-korean-bllossom-3b", 0), ("qwen3-4b-instruct-2507", 267),
+    ("koelectra-small-v3-discriminator", 0), ("kcbert-base", 0),
 ])
 def test_spare_embedding_rows(load, slug, spare):
     config = AutoConfig.from_pretrained(ct.fixture_dir(slug))
@@ -293,6 +304,8 @@ def test_kobart_autotokenizer_beside_its_config_keeps_the_published_tokenizer(bu
     ("llama-3.2-korean-bllossom-3b", 128000, None),  # <|begin_of_text|> ..., no end token
     ("qwen3-4b-instruct-2507", None, None),    # nothing
     ("exaone-3.5-2.4b-instruct", None, None),
+    ("koelectra-small-v3-discriminator", 2, 3),  # [CLS] ... [SEP]
+    ("kcbert-base", 2, 3),
 ])
 def test_what_encoding_appends(load, slug, first, last):
     tokenizer = load(slug)
@@ -323,13 +336,98 @@ def test_metaspace_marks_word_starts(load, slug):
     assert "\ufffd" not in "".join(pieces)
 
 
+# --- encoders: cased WordPiece ----------------------------------------------------------------------
+
+CARD_TEXT = "[CLS] 한국어 ELECTRA를 공유합니다. [SEP]"  # KoELECTRA's model card tokenizes this example
+
+
+@pytest.mark.parametrize("slug", WORDPIECE)
+def test_wordpiece_class_and_layout_as_on_the_hub(built, load, slug, tmp_path):
+    """Both hub repos ship vocab.txt and a tokenizer_config.json without a class beside config.json; AutoTokenizer
+    takes the class from config.json's model_type (ElectraTokenizer is BertTokenizer in transformers 5)."""
+    tokenizer = load(slug)
+    assert type(tokenizer) is transformers.BertTokenizer and isinstance(tokenizer, transformers.ElectraTokenizer)
+    files = sorted(path.name for path in built(slug).iterdir())
+    assert files == ["config.json", "tokenizer_config.json", "vocab.txt"]
+    assert json.loads((built(slug) / "tokenizer_config.json").read_text(encoding="utf-8")) == {
+        "do_lower_case": False, "model_max_length": PUBLISHED_MAX_LENGTH[slug][0]}
+    alone = tmp_path / "alone"  # the tokenizer files without the model's config.json name no class
+    alone.mkdir()
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(built(slug) / name, alone / name)
+    with pytest.raises(ValueError):
+        AutoTokenizer.from_pretrained(alone)
+
+
+@pytest.mark.parametrize("slug", WORDPIECE)
+def test_wordpiece_keeps_case_and_hangul(load, slug):
+    """Both are cased (do_lower_case false): upper case survives and Hangul syllables are never decomposed."""
+    tokenizer = load(slug)
+    pieces = tokenizer.tokenize(CARD_TEXT)
+    assert pieces[0] == "[CLS]" and pieces[-2:] == [".", "[SEP]"]
+    assert "".join(piece.removeprefix("##") for piece in pieces[1:-2]) == "한국어ELECTRA를공유합니다"
+    assert any(piece.startswith("##") for piece in pieces)  # words go on in ##-continuations
+    ids = tokenizer(CARD_TEXT, add_special_tokens=False).input_ids  # [CLS]/[SEP] written in the text are special
+    assert (ids[0], ids[-1], len(ids)) == (2, 3, len(pieces))
+    assert tokenizer("KT 고객님").input_ids != tokenizer("kt 고객님").input_ids
+    assert tokenizer.unk_token_id not in tokenizer("오늘 회의 몇 시예요? 대.출 무_료 ㅇㅋ ㅋㅋ").input_ids
+
+
+@pytest.mark.parametrize("slug", WORDPIECE)
+def test_wordpiece_lower_casing_would_break_hangul(built, slug):
+    """Why the published do_lower_case false matters: BertTokenizer's default (true) also strips accents, which
+    decomposes Hangul syllables into jamo that the vocabulary does not hold, so Korean words become [UNK]."""
+    default = transformers.BertTokenizer.from_pretrained(built(slug), do_lower_case=True)
+    assert default.tokenize("안녕하세요 KT") == ["[UNK]", "k", "##t"]
+
+
+@pytest.mark.parametrize("slug", WORDPIECE)
+def test_wordpiece_max_length_is_the_models_positions(load, slug):
+    """model_max_length equals max_position_embeddings: 512 for KoELECTRA, only 300 for KcBERT, so truncation
+    at the tokenizer's limit always fits the model."""
+    tokenizer = load(slug)
+    model_max_length, positions = PUBLISHED_MAX_LENGTH[slug]
+    assert AutoConfig.from_pretrained(ct.fixture_dir(slug)).max_position_embeddings == positions
+    assert tokenizer.model_max_length == model_max_length == positions
+    ids = tokenizer("오늘 회의 " * 400, truncation=True).input_ids
+    assert len(ids) == positions and ids[0] == 2 and ids[-1] == 3
+
+
+@pytest.mark.parametrize("slug", WORDPIECE)
+def test_wordpiece_single_text_and_pair(load, slug):
+    """A single text is [CLS] A [SEP] with token_type_ids 0; a pair is [CLS] A [SEP] B [SEP] with B's ids 1."""
+    tokenizer = load(slug)
+    single = tokenizer("내일 봐")
+    assert set(single.token_type_ids) == {0} and set(single.attention_mask) == {1}
+    pair = tokenizer("내일 봐", "응 알았어")
+    n_a = len(single.input_ids)
+    assert pair.input_ids[:n_a] == single.input_ids and pair.input_ids[-1] == 3
+    assert pair.token_type_ids == [0] * n_a + [1] * (len(pair.input_ids) - n_a)
+
+
+@pytest.mark.parametrize("slug", WORDPIECE)
+def test_wordpiece_unknown_character_and_unreachable_entries(load, slug):
+    """WordPiece gives a word with one unknown character a single [UNK]; filler and [unused*] entries (which
+    pad the vocabulary to its published size) are never produced from text, as brackets are split off."""
+    tokenizer = load(slug)
+    pieces = tokenizer.tokenize("가나다\u0b95 오늘")  # a Tamil letter: in neither published vocabulary
+    assert pieces[0] == "[UNK]" and "[UNK]" not in pieces[1:]
+    last = len(tokenizer) - 1
+    entry = tokenizer.convert_ids_to_tokens(last)
+    assert entry.startswith("[") and entry.endswith("]") and len(entry) > 2
+    assert last not in tokenizer(f"{entry} 오늘 {entry}", add_special_tokens=False).input_ids
+
+
 @pytest.mark.parametrize("slug", ct.CHECKPOINTS)
 def test_round_trip_and_save_pretrained(load, slug, tmp_path):
     tokenizer = load(slug)
     text = "#Person1#: 내일 회의 몇 시예요?"
     ids = tokenizer(text).input_ids
+    decoded, expected = tokenizer.decode(ids, skip_special_tokens=True).strip(), text
+    if slug in WORDPIECE:  # BERT's WordPiece decoding puts spaces around punctuation ("# Person1 # :")
+        decoded, expected = decoded.replace(" ", ""), text.replace(" ", "")
     if slug not in ("t5-base", "flan-t5-base"):  # T5's vocabulary has no Hangul (<unk>)
-        assert tokenizer.decode(ids, skip_special_tokens=True).strip() == text
+        assert decoded == expected
     tokenizer.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again(text).input_ids == ids and len(again) == len(tokenizer)
@@ -402,7 +500,7 @@ def test_exaone_template_layout_and_turn_end(load):
     assert tokenizer.decode(ids[-1:]) == "\n"
 
 
-@pytest.mark.parametrize("slug", SEQ2SEQ + ["kogpt2-base-v2"])
+@pytest.mark.parametrize("slug", SEQ2SEQ + ["kogpt2-base-v2"] + WORDPIECE)
 def test_no_chat_template_where_none_is_published(load, slug):
     assert not load(slug).chat_template
 

@@ -1,5 +1,6 @@
 """Every shipped config on its own checkpoint's tokenizer: the preprocessing contract, training, and
-generation that stops where training taught it to.
+generation that stops where training taught it to; for classification configs, [CLS] text [SEP] within
+the model's positions, training and the run's labels.
 
 A config that names a real checkpoint runs here as a tiny random model with that checkpoint's real
 facts: the published config.json in tests/fixtures/checkpoints/ (vocabulary size, special ids,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -33,7 +35,9 @@ from sumtune.train import train
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "config" / "model_configs"
 SAMPLE = REPO / "data" / "sample"
-STEMS = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
+TASKS = {path.stem: load_config(path, check_files=False).task for path in CONFIGS.glob("*.yaml")}
+STEMS = sorted(stem for stem, task in TASKS.items() if task == "summarization")
+CLASSIFIER_STEMS = sorted(stem for stem, task in TASKS.items() if task == "classification")
 
 # What each published tokenizer or chat template writes after a summary: the token a model learns to end on.
 END_TOKEN = {
@@ -77,6 +81,23 @@ def real_shaped(stem: str, root: Path, tokenizer_dir, *overrides: str):
             "data.test_file=null", f"data.max_source_length={SOURCE_LIMIT}", f"data.max_target_length={TARGET_LIMIT}"]
     fast = ["training.save_strategy=no", "training.eval_strategy=no", "training.logging_steps=1",
             "training.early_stopping_patience=null", "training.gradient_checkpointing=false"]
+    return load_config(CONFIGS / f"{stem}.yaml", [f"output.root={root}", *data, *fast, *shape, *overrides])
+
+
+def real_shaped_classifier(stem: str, root: Path, tokenizer_dir, *overrides: str):
+    """The shipped classification config ``stem`` with a tiny random model of its checkpoint's shape, as
+    ``real_shaped`` (its own sample data: a dev file, or the eval_split share of train)."""
+    slug = CONFIG_CHECKPOINT.get(stem)
+    shape = []
+    if slug is not None:
+        shape = ["model.init=scratch", "model.checkpoint=null", "model.size=tiny",
+                 f"model.tokenizer={tokenizer_dir(slug)}", f"model.config={fixture_dir(slug)}"]
+    shipped = load_config(CONFIGS / f"{stem}.yaml", check_files=False).data
+    data = [f"data.train_file={REPO / shipped.train_file}"]
+    if shipped.eval_file is not None:
+        data.append(f"data.eval_file={REPO / shipped.eval_file}")
+    fast = ["training.save_strategy=no", "training.eval_strategy=no", "training.logging_steps=1",
+            "training.early_stopping_patience=null", "training.max_steps=3"]
     return load_config(CONFIGS / f"{stem}.yaml", [f"output.root={root}", *data, *fast, *shape, *overrides])
 
 
@@ -302,3 +323,54 @@ def test_tiny_kobart_with_the_real_tokenizer_stops_and_predict_reproduces_it(tmp
     assert predict_done.returncode == 0, predict_done.stderr[-3000:]
     with (tmp_path / "submission.csv").open(encoding="utf-8") as handle:
         assert [r["summary"] for r in csv.DictReader(handle)] == [row["prediction"]]
+
+
+# --- classification configs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stem", CLASSIFIER_STEMS)
+def test_every_classification_config_trains_on_its_checkpoints_shape(stem, tmp_path, tokenizer_dir):
+    """LoRA as the config says, 3 steps, on the checkpoint's published config and tokenizer: the model has a
+    row per token of the tokenizer, every text is [CLS] ... [SEP] with no Korean word lost to [UNK], and the
+    run's metrics name its labels."""
+    from sumtune.classify import encode_texts
+
+    run = train(real_shaped_classifier(stem, tmp_path, tokenizer_dir)).run
+    trained = sumtune.load(run.model_dir)
+    base = trained.model.get_base_model()
+    embedding_rows = base.get_input_embeddings().weight.shape[0]
+    if CONFIG_CHECKPOINT.get(stem):  # the published vocabulary: one row per token, no resize
+        published = json.loads((fixture_dir(CONFIG_CHECKPOINT[stem]) / "config.json").read_text())["vocab_size"]
+        assert embedding_rows == len(trained.tokenizer) == published
+    assert embedding_rows >= len(trained.tokenizer)
+    assert base.config.id2label == {i: str(label) for i, label in enumerate(trained.config.data.labels)}
+    splits = read_splits(trained.config)
+    rows = encode_texts(splits.train + splits.eval, trained.config, trained.tokenizer, base, "all")
+    cls, sep = trained.tokenizer.cls_token_id, trained.tokenizer.sep_token_id
+    assert all(row["input_ids"][0] == cls and row["input_ids"][-1] == sep for row in rows)
+    if CONFIG_CHECKPOINT.get(stem):  # the published vocabularies hold every common syllable
+        words = {word for example in splits.train + splits.eval for word in re.findall(r"[가-힣A-Za-z0-9]+", example.text)}
+        assert not [word for word in words if trained.tokenizer.unk_token in trained.tokenizer.tokenize(word)]
+    metrics = json.loads((run.results_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["labels"] == [str(label) for label in trained.config.data.labels]
+
+
+def test_kcbert_texts_are_cut_at_its_300_positions(tmp_path, tokenizer_dir):
+    """KcBERT has 300 positions: max_source_length 512 must cut a long text at 300 tokens, not index past
+    the position table."""
+    from sumtune.classify import encode_texts
+
+    long_text = "오늘 회의 자료 확인 부탁드립니다 " * 120
+    data = tmp_path / "long.csv"
+    with data.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        writer.writerows([(f"r{i}", long_text if i % 3 == 0 else "짧은 리뷰 좋아요", i % 2) for i in range(12)])
+    cfg = real_shaped_classifier("kcbert_base_sentiment", tmp_path, tokenizer_dir, f"data.train_file={data}",
+                                 "data.max_source_length=512", "data.eval_split=0.5")
+    run = train(cfg).run
+    trained = sumtune.load(run.model_dir)
+    splits = read_splits(cfg)
+    rows = encode_texts(splits.train + splits.eval, cfg, trained.tokenizer, trained.model.get_base_model(), "all")
+    assert max(len(row["input_ids"]) for row in rows) == 300
+    assert len(trained.classify([long_text])) == 1

@@ -168,9 +168,9 @@ def test_shipped_config_names_are_unique(repo_root, monkeypatch):
     assert len(names) == len(set(names)), names
 
 
-def test_offline_tiny_configs_exist_for_both_kinds(repo_root, monkeypatch):
+def test_offline_tiny_configs_exist_for_every_kind(repo_root, monkeypatch):
     scratch = [cfg for cfg in load_shipped(repo_root, monkeypatch).values() if cfg.model.init == "scratch"]
-    assert {cfg.arch.kind for cfg in scratch} == {"seq2seq", "causal"}
+    assert {cfg.arch.kind for cfg in scratch} == {"seq2seq", "causal", "encoder"}
     assert all(cfg.model.checkpoint is None for cfg in scratch)
 
 
