@@ -46,9 +46,11 @@ DEBUG_OVERRIDES = (
     "training.early_stopping_patience=null",
     "data.max_train_samples=16",
     "data.max_eval_samples=2",
-    "evaluation.max_examples=2",
-    "generation.max_new_tokens=16",
 )
+DEBUG_OVERRIDES_OF_TASK = {  # keys only one task has
+    "summarization": ("evaluation.max_examples=2", "generation.max_new_tokens=16"),
+    "classification": (),
+}
 # training.report_to backend -> modules that provide it (any one will do); the pip extra has the backend's name
 TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 SpecialTokenRole = Literal["bos_token", "eos_token", "unk_token", "pad_token", "mask_token"]
@@ -470,13 +472,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return result
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True,
+                debug: bool = False) -> RunConfig:
     """Read, merge and validate one config file; raise ConfigError listing every problem.
 
     ``check_files``: also check what training needs on this machine: the data files' rows and the
-    experiment trackers' packages."""
+    experiment trackers' packages. ``debug`` (``--debug``): the smoke-test overrides of the config's task
+    come before ``overrides``."""
     path = Path(path)
-    raw = apply_overrides(read_yaml_with_bases(path), list(overrides))
+    raw = read_yaml_with_bases(path)
+    if debug:
+        task = apply_overrides(raw, list(overrides)).get("task", "summarization")
+        overrides = [*DEBUG_OVERRIDES, *DEBUG_OVERRIDES_OF_TASK.get(task, ()), *overrides]
+    raw = apply_overrides(raw, list(overrides))
     raw.setdefault("name", path.stem)
     try:
         cfg = RunConfig.model_validate(raw)

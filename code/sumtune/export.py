@@ -80,7 +80,8 @@ def export(target: str | Path, out: Path, merge: bool = False) -> Path:
     with atomic_directory(out) as staging:
         layout = save_weights(trained, staging, merge)
         trained.tokenizer.save_pretrained(str(staging))
-        export_generation_config(trained).save_pretrained(str(staging))
+        if cfg.task == "summarization":  # a classifier does not generate: its labels are in the model's config
+            export_generation_config(trained).save_pretrained(str(staging))
         card = model_card(cfg, manifest, run_dir.name, plain_loading(cfg, manifest, layout, out),
                           LAYOUTS[layout].contents, LAYOUTS[layout].peft, exported=datetime.now())
         write_text_atomic(staging / "README.md", card)
@@ -139,8 +140,11 @@ def plain_loading(cfg, manifest: dict, layout: str, out: Path) -> str:
         model_lines = [f"model = {auto_class}.from_pretrained(EXPORT{remote}).eval()"]
     else:
         base = "f\"{EXPORT}/base\"" if layout == "adapter+base" else _checkpoint_args(cfg, manifest)
-        model_lines = [f"base = {auto_class}.from_pretrained({base}{remote})",
+        head = f", num_labels={head_size(cfg)}" if cfg.task == "classification" and layout == "adapter" else ""
+        model_lines = [f"base = {auto_class}.from_pretrained({base}{remote}{head})",
                        "model = PeftModel.from_pretrained(base, EXPORT).eval()"]
+    if cfg.task == "classification":
+        return _classify_loading(cfg, manifest, layout, out, model_lines, remote)
     imports = ["import torch", f"from transformers import {auto_class}, AutoTokenizer, GenerationConfig"]
     if LAYOUTS[layout].peft:
         imports.append("from peft import PeftModel")
@@ -171,6 +175,50 @@ def plain_loading(cfg, manifest: dict, layout: str, out: Path) -> str:
         f"its settings, so they write what `sumtune.load(...).summarize` writes for dialogues that fit "
         f"data.max_source_length ({cfg.data.max_source_length} tokens with the prompt; sumtune shortens longer "
         "dialogues at a token boundary, keeping the prompt around them).",
+        "",
+        "```python",
+        *code,
+        "```",
+    ])
+
+
+def head_size(cfg) -> int:
+    """The classification head's outputs: one per label id (integer labels keep their values as ids)."""
+    from .classify import model_label_facts
+
+    return model_label_facts(cfg)["num_labels"]
+
+
+def _classify_loading(cfg, manifest: dict, layout: str, out: Path, model_lines: list[str], remote: str) -> str:
+    """The "Loading" section of a classification run: the label of one text, as ``classify`` gives it."""
+    from .datafiles import label_ids
+
+    imports = ["import torch", f"from transformers import {cfg.arch.auto_class}, AutoTokenizer"]
+    if LAYOUTS[layout].peft:
+        imports.append("from peft import PeftModel")
+    labels = {index: label for label, index in label_ids(cfg.data.labels).items()}
+    code = [
+        *imports,
+        "",
+        f"EXPORT = {str(out)!r}  # this directory",
+        f"tokenizer = AutoTokenizer.from_pretrained(EXPORT{remote})",
+        *model_lines,
+        f"LABELS = {labels!r}  # id -> label, as trained",
+        "",
+        "",
+        "def classify(text: str) -> str:",
+        f"    inputs = tokenizer(text, truncation=True, max_length={cfg.data.max_source_length}, return_tensors='pt').to(model.device)",
+        "    with torch.inference_mode():",
+        "        logits = model(**inputs).logits[0]",
+        "    return LABELS[max(LABELS, key=lambda i: logits[i].item())]",
+        "",
+        "",
+        'print(classify("..."))',
+    ]
+    needs = ", ".join(["`transformers`"] + (["`peft`"] if LAYOUTS[layout].peft else []))
+    return "\n".join([
+        f"Needs {needs} (no sumtune). These lines give what `sumtune.load(...).classify` gives for texts that fit "
+        f"data.max_source_length ({cfg.data.max_source_length} tokens with [CLS] and [SEP]).",
         "",
         "```python",
         *code,

@@ -24,16 +24,14 @@ def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool 
     Without ``sweep`` an invalid config stops everything before any ML library loads (exit 2). A sweep
     records an invalid config as a failed run instead, trains the others, and ends with the report of
     all its runs (unless ``report`` is false); ``runs_file`` collects their results directories.
-    ``debug`` makes each a smoke test (``config.DEBUG_OVERRIDES``, before ``overrides``).
+    ``debug`` makes each a smoke test (``config.DEBUG_OVERRIDES`` and those of its task, before ``overrides``).
     """
-    from .config import DEBUG_OVERRIDES, ConfigError, load_config
+    from .config import ConfigError, load_config
 
-    if debug:
-        overrides = [*DEBUG_OVERRIDES, *overrides]
     configs, runs, failed = [], [], []
     for path in paths:
         try:
-            configs.append(load_config(path, overrides))
+            configs.append(load_config(path, overrides, debug=debug))
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             if not sweep:
