@@ -20,15 +20,17 @@ import os
 import time
 import traceback
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 import transformers
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import seed_worker
 
 from . import artifacts, backends, data
+from .batching import LengthBuckets, example_lengths
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
@@ -146,6 +148,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         bf16=bf16,
         fp16=fp16,
         gradient_checkpointing=checkpointing,
+        # training batches come from LengthBucketing; HF's length grouping still orders the eval batches
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy=t.eval_strategy if evaluating else "no",
         eval_steps=t.eval_steps,
@@ -169,7 +172,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
     if "tensorboard" in t.report_to:
         log.info("TensorBoard: tensorboard --logdir %s", run.tensorboard_dir.parent)
     with tensorboard_logging_dir(run.tensorboard_dir):
-        return trainer_class(
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=train_set,
@@ -178,6 +181,8 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
             processing_class=tokenizer,
             callbacks=all_callbacks,
         )
+    trainer.length_buckets = length_buckets(cfg, train_set, ranks=args.world_size)
+    return trainer
 
 
 @contextmanager
@@ -229,39 +234,62 @@ class StopOnDivergence:
         )
 
 
-class EpochSeededSampling:
-    """Length-grouped batches in an order drawn from (seed, epoch), so that a run resumed in the middle
-    of an epoch skips into the very order the uninterrupted run used. The HF Trainer's length-grouped
-    sampler draws each epoch's order from the global torch RNG, which a checkpoint cannot give back:
-    the Trainer restores the checkpoint's RNG state only after the resumed epoch's order is drawn."""
+class LengthBucketing:
+    """Training batches from ``batching.LengthBuckets`` (``training.group_by_length``) when
+    ``length_buckets`` is set, else the Trainer's own loader (random order).
 
-    def _get_train_sampler(self, train_dataset=None):
-        sampler = super()._get_train_sampler(train_dataset)
-        if not isinstance(sampler, LengthGroupedSampler):
-            return sampler  # the random sampler is seeded per epoch already (accelerate's seedable sampler)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochSeededSampler(sampler, seed)
+    The Trainer passes only its own kinds of batch sampler to the DataLoader as one, so this builds the
+    loader itself (with the Trainer's collator, worker settings and column filtering) and lets
+    accelerate prepare it as the Trainer would. The Trainer calls ``set_epoch`` on the loader before
+    each epoch, and on a resume skips the batches already trained through accelerate's
+    ``skip_first_batches``, which wraps the batch sampler; under DDP accelerate wraps it in a
+    ``BatchSamplerShard`` that forwards no ``set_epoch``, so the wrapper is given ours.
+    """
+
+    length_buckets = None
+
+    def get_train_dataloader(self):
+        if self.length_buckets is None:
+            return super().get_train_dataloader()
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            self._remove_unused_columns(self.train_dataset, description="training"),
+            batch_sampler=self.length_buckets,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        loader = self.accelerator.prepare(loader)
+        if loader.batch_sampler is not self.length_buckets:  # DDP: BatchSamplerShard deals batch i to rank i mod N
+            loader.batch_sampler.set_epoch = self.length_buckets.set_epoch
+        return loader
 
 
-class EpochSeededSampler(torch.utils.data.Sampler):
-    def __init__(self, sampler, seed: int):
-        self.sampler, self.seed = sampler, seed
+def length_buckets(cfg: RunConfig, train_set, ranks: int) -> Optional[LengthBuckets]:
+    """The batch sampler for ``train_set`` when ``training.group_by_length`` is on, else None."""
+    t = cfg.training
+    if not t.group_by_length:
+        return None
+    buckets = LengthBuckets(example_lengths(train_set, cfg.arch.kind), t.per_device_train_batch_size, t.seed,
+                            max_tokens=t.max_tokens_per_batch, ranks=ranks)
+    too_long = sum(length > t.max_tokens_per_batch for length in buckets.lengths) if t.max_tokens_per_batch else 0
+    if too_long:
+        log.warning("%d training examples are longer than training.max_tokens_per_batch (%d tokens): each is a "
+                    "batch of its own", too_long, t.max_tokens_per_batch)
+    log.info("length-bucketed batches: %d an epoch (%s)", len(buckets),
+             f"up to {t.max_tokens_per_batch} tokens each" if t.max_tokens_per_batch
+             else f"{t.per_device_train_batch_size} examples each")
+    return buckets
 
-    def set_epoch(self, epoch: int) -> None:  # the Trainer (through accelerate) calls it before each epoch
-        self.sampler.generator = torch.Generator().manual_seed(self.seed + epoch)
 
-    def __iter__(self):
-        return iter(self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class SumtuneTrainer(StopOnDivergence, EpochSeededSampling, transformers.Trainer):
+class SumtuneTrainer(StopOnDivergence, LengthBucketing, transformers.Trainer):
     pass
 
 
-class SumtuneSeq2SeqTrainer(StopOnDivergence, EpochSeededSampling, transformers.Seq2SeqTrainer):
+class SumtuneSeq2SeqTrainer(StopOnDivergence, LengthBucketing, transformers.Seq2SeqTrainer):
     pass
 
 
