@@ -16,7 +16,7 @@ from accelerate.data_loader import BatchSamplerShard
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import bucket_order
-from sumtune.batching import LengthBuckets, example_lengths, padding_share, token_budget_sizes
+from sumtune.batching import LengthBuckets, example_shapes, padding_share, token_budget_sizes
 from sumtune.config import ConfigError, load_config
 from sumtune.data import encode_examples, read_examples, tokenizer_training_texts, Splits
 from sumtune.loading import train_tokenizer
@@ -81,9 +81,15 @@ def test_token_budget_batches_fit_the_budget_and_short_examples_travel_in_bigger
         assert (len(batch) + 1) * LENGTHS[ordered[at]] > budget
 
 
+def test_a_seq2seq_token_budget_counts_source_and_target_each_padded_to_the_batch_longest():
+    # sorted by source: (2, 9) (3, 1) (4, 1); with (4, 1) the batch would take 3 × (4 + 9) = 39 positions
+    assert token_budget_sizes([(2, 9), (3, 1), (4, 1)], 30) == [2, 1]
+    assert token_budget_sizes([(2, 9), (3, 1), (4, 1)], 39) == [3]
+
+
 def test_an_example_longer_than_the_token_budget_is_a_batch_of_its_own():
-    assert token_budget_sizes([2, 3, 50, 60], 10) == [2, 1, 1]
-    assert token_budget_sizes([20], 10) == [1]
+    assert token_budget_sizes([(2,), (3,), (50,), (60,)], 10) == [2, 1, 1]
+    assert token_budget_sizes([(20,)], 10) == [1]
     buckets = LengthBuckets([2, 3, 50, 60], batch_size=8, seed=0, max_tokens=10)
     assert sorted(map(sorted, buckets.batches(0))) == [[0, 1], [2], [3]]
 
@@ -107,10 +113,13 @@ def test_under_ddp_each_rank_gets_its_share_and_the_ranks_of_a_step_get_neighbou
         assert abs(position[tuple(first)] - position[tuple(second)]) == 1
 
 
-def test_seq2seq_lengths_count_source_and_target_and_causal_the_whole_sequence():
-    columns = {"input_ids": [[1, 2, 3], [4]], "labels": [[5, 6], [7, 8, 9]]}
-    assert example_lengths(columns, "seq2seq") == [5, 4]
-    assert example_lengths({"input_ids": [[1, 2, 3], [4]], "labels": [[-100, 2, 3], [4]]}, "causal") == [3, 1]
+def test_seq2seq_examples_sort_by_source_then_target_and_causal_by_the_whole_sequence():
+    columns = {"input_ids": [[1, 2, 3], [4], [5, 6, 7]], "labels": [[5, 6], [7, 8, 9], [1]]}
+    assert example_shapes(columns, "seq2seq") == [(3, 2), (1, 3), (3, 1)]
+    assert sorted(LengthBuckets(example_shapes(columns, "seq2seq"), 1, seed=0).batches(0)) == [[0], [1], [2]]
+    assert [b for b in LengthBuckets(example_shapes(columns, "seq2seq"), 2, seed=0).batches(0) if len(b) == 2] == [[2, 0]]
+    causal = {"input_ids": [[1, 2, 3], [4]], "labels": [[-100, 2, 3], [4]]}
+    assert example_shapes(causal, "causal") == [(3,), (1,)]
 
 
 def test_max_tokens_per_batch_without_group_by_length_is_a_config_error(tmp_path):
@@ -124,13 +133,13 @@ def test_padding_on_the_bundled_korean_sample_is_lower_than_with_hf_length_group
     examples = read_examples(cfg.data.train_file, cfg.data)
     tokenizer = train_tokenizer(tokenizer_training_texts(Splits(examples, None)), cfg.arch, 2000)
     rows = encode_examples(examples, cfg, tokenizer, "train")
-    sources, targets = [len(ids) for ids in rows["input_ids"]], [len(ids) for ids in rows["labels"]]
+    shapes = example_shapes(rows, "seq2seq")
+    sources = [source for source, _ in shapes]
     ours, hf = [], []
     for seed in range(5):
-        buckets = LengthBuckets(example_lengths(rows, "seq2seq"), batch_size=8, seed=seed)
-        ours.append(padding_share(buckets.batches(0), sources, targets))
+        ours.append(padding_share(LengthBuckets(shapes, batch_size=8, seed=seed).batches(0), shapes))
         order = list(LengthGroupedSampler(8, lengths=sources, generator=torch.Generator().manual_seed(seed)))
-        hf.append(padding_share([order[at:at + 8] for at in range(0, len(order), 8)], sources, targets))
+        hf.append(padding_share([order[at:at + 8] for at in range(0, len(order), 8)], shapes))
     mean_ours, mean_hf = sum(ours) / 5, sum(hf) / 5
     assert mean_ours < mean_hf / 2, (ours, hf)  # 17 % against 47 % when written
 
@@ -144,7 +153,7 @@ def test_length_buckets_follow_the_config_and_are_off_with_group_by_length_false
     cfg = tiny_config(tmp_path, "bart", "training.max_tokens_per_batch=45")
     with caplog.at_level(logging.WARNING, logger="sumtune"):
         buckets = length_buckets(cfg, rows, ranks=1)
-    assert buckets.lengths == [7, 52, 48] and len(buckets) == 3  # 48 and 52 exceed 45: one row each
+    assert buckets.shapes == [(5, 2), (50, 2), (3, 45)] and len(buckets) == 3  # 48 and 52 exceed 45: one row each
     assert "2 training examples are longer than training.max_tokens_per_batch (45 tokens)" in caplog.text
     assert length_buckets(tiny_config(tmp_path, "bart", "training.group_by_length=false"), rows, ranks=1) is None
 

@@ -233,8 +233,8 @@ class TrainingConfig(_Section):
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPUs that support it, else fp32.")
     gradient_checkpointing: bool = False
-    group_by_length: bool = Field(True, description="Exact length bucketing: examples sorted by total length (source + target; a causal model's whole sequence) are cut into batches of neighbours, whose order is shuffled per epoch from the seed (deterministic, resumable); false: random order.")
-    max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="With group_by_length: batches of as many length-sorted examples as fit this many tokens (rows x longest row; at least one row), instead of per_device_train_batch_size rows, so that short examples travel in bigger batches.")
+    group_by_length: bool = Field(True, description="Exact length bucketing: the training examples sorted by length (seq2seq: source, then target; causal: the whole sequence) are cut into batches of neighbours, whose order is shuffled per epoch from the seed (deterministic, resumable); false: random order.")
+    max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="With group_by_length: batches of as many length-sorted examples as fit this many tokens once padded (rows x longest row, source and target each; at least one row), instead of per_device_train_batch_size rows, so that short examples travel in bigger batches.")
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: Optional[int] = Field(None, gt=0)

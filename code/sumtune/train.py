@@ -30,7 +30,7 @@ import transformers
 from transformers.trainer_utils import seed_worker
 
 from . import artifacts, backends, data
-from .batching import LengthBuckets, example_lengths
+from .batching import LengthBuckets, example_shapes
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
@@ -273,14 +273,15 @@ def length_buckets(cfg: RunConfig, train_set, ranks: int) -> Optional[LengthBuck
     t = cfg.training
     if not t.group_by_length:
         return None
-    buckets = LengthBuckets(example_lengths(train_set, cfg.arch.kind), t.per_device_train_batch_size, t.seed,
+    buckets = LengthBuckets(example_shapes(train_set, cfg.arch.kind), t.per_device_train_batch_size, t.seed,
                             max_tokens=t.max_tokens_per_batch, ranks=ranks)
-    too_long = sum(length > t.max_tokens_per_batch for length in buckets.lengths) if t.max_tokens_per_batch else 0
-    if too_long:
-        log.warning("%d training examples are longer than training.max_tokens_per_batch (%d tokens): each is a "
-                    "batch of its own", too_long, t.max_tokens_per_batch)
+    if t.max_tokens_per_batch:
+        too_long = sum(sum(shape) > t.max_tokens_per_batch for shape in buckets.shapes)
+        if too_long:
+            log.warning("%d training examples are longer than training.max_tokens_per_batch (%d tokens): each is "
+                        "a batch of its own", too_long, t.max_tokens_per_batch)
     log.info("length-bucketed batches: %d an epoch (%s)", len(buckets),
-             f"up to {t.max_tokens_per_batch} tokens each" if t.max_tokens_per_batch
+             f"up to {t.max_tokens_per_batch} padded tokens each" if t.max_tokens_per_batch
              else f"{t.per_device_train_batch_size} examples each")
     return buckets
 
