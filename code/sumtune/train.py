@@ -36,6 +36,8 @@ from .config import RunConfig
 from .modelcard import run_card
 from .loading import LoadClock, peak_memory_mb
 from .machine import library_versions
+from .generate import generation_precision
+from .precision import resolve_precision
 from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
@@ -88,7 +90,10 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         save_model(trainer, tokenizer, run)
         scores = None
         if splits.eval and processes.main:  # the other ranks wait while rank 0 generates and scores
-            model = loaded.for_generation(trainer.model) if loaded.for_generation else trainer.model
+            # without the autocast wrapper bf16 training put on forward: generation.precision decides
+            model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+            model = loaded.for_generation(model) if loaded.for_generation else model
+            run.update(generation_precision=generation_precision(model, cfg).facts())
             scores = evaluate_after_training(model, tokenizer, splits.eval, cfg, run)
         processes.wait_for_everyone()
         if processes.main:  # instead of PEFT's empty template
@@ -131,7 +136,9 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
     trainer_class = SumtuneSeq2SeqTrainer if seq2seq else SumtuneTrainer
     t = cfg.training
     cuda = torch.cuda.is_available()
-    bf16, fp16 = mixed_precision(t.precision, cuda)
+    precision = resolve_precision(t.precision, cuda)
+    log.info("precision: %s (%s)", precision.used, precision.reason)
+    run.update(precision=precision.facts())
     evaluating = eval_set is not None and t.eval_strategy != "no"
     args = args_class(
         output_dir=str(run.checkpoint_dir),
@@ -145,8 +152,8 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         weight_decay=t.weight_decay,
         lr_scheduler_type=t.lr_scheduler_type,
         seed=t.seed,
-        bf16=bf16,
-        fp16=fp16,
+        bf16=precision.used == "bf16",  # on CPU the Trainer (through accelerate) autocasts to bfloat16
+        fp16=precision.used == "fp16",
         gradient_checkpointing=checkpointing,
         # training batches come from LengthBucketing; HF's length grouping still orders the eval batches
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -292,13 +299,6 @@ class SumtuneTrainer(StopOnDivergence, LengthBucketing, transformers.Trainer):
 
 class SumtuneSeq2SeqTrainer(StopOnDivergence, LengthBucketing, transformers.Seq2SeqTrainer):
     pass
-
-
-def mixed_precision(precision: str, cuda: bool) -> tuple[bool, bool]:
-    """(bf16, fp16) flags for the Trainer; ``auto`` = bf16 where the GPU supports it, else fp32."""
-    if precision == "auto":
-        return (cuda and torch.cuda.is_bf16_supported(), False)
-    return (precision == "bf16", precision == "fp16")
 
 
 def fit(trainer, checkpoint: Optional[Path]) -> dict:
