@@ -237,9 +237,10 @@ class TrainingConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"] = "linear"
     seed: int = 42
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPUs that support it, else fp32.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="bf16/fp16: mixed precision (autocast; fp32 master weights). auto: bf16 on GPUs that support it and on CPUs that multiply bf16 natively (AVX512-BF16 or AMX-BF16: measured faster with the same loss), else fp32; run.json's precision says what it resolved to and why.")
     gradient_checkpointing: bool = False
-    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    group_by_length: bool = Field(True, description="Exact length bucketing: the training examples sorted by length (seq2seq: source, then target; causal: the whole sequence) are cut into batches of neighbours, whose order is shuffled per epoch from the seed (deterministic, resumable); false: random order.")
+    max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="With group_by_length: batches of as many length-sorted examples as fit this many tokens once padded (rows x longest row, source and target each; at least one row), instead of per_device_train_batch_size rows, so that short examples travel in bigger batches.")
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: Optional[int] = Field(None, gt=0)
@@ -274,6 +275,8 @@ class TrainingConfig(_Section):
             problems.append(("eval_steps", "required when eval_strategy is 'steps'"))
         if self.save_strategy == "steps" and self.save_steps is None:
             problems.append(("save_steps", "required when save_strategy is 'steps'"))
+        if self.max_tokens_per_batch is not None and not self.group_by_length:
+            problems.append(("max_tokens_per_batch", "needs group_by_length: true (token budgets cut length-sorted batches)"))
         _raise_problems(problems)
         return self
 
@@ -284,6 +287,7 @@ class GenerationConfig(_Section):
     no_repeat_ngram_size: int = Field(0, ge=0)
     length_penalty: float = 1.0
     batch_size: int = Field(16, gt=0, description="Examples per generate() call.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16: generate under bfloat16 autocast. auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 or AMX-BF16, else fp32 (sumtune/precision.py).")
 
 
 class EvaluationConfig(_Section):

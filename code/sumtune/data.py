@@ -8,8 +8,8 @@ Prompt styles (the registry's ``prompt_style``):
 - ``chat``   (Llama, Qwen, EXAONE) the tokenizer's chat template: system + user prompt, assistant
   summary; everything before the summary has label -100
 
-Batching is left to HF: ``DataCollatorForSeq2Seq`` pads each batch to its longest row (to a multiple of
-8) and the Trainer's length-grouped sampler keeps rows of similar length together.
+Padding is left to HF: ``DataCollatorForSeq2Seq`` pads each batch to its longest row (to a multiple of
+8); ``batching`` puts rows of similar length in one batch.
 """
 
 from __future__ import annotations

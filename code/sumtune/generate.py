@@ -4,15 +4,20 @@ Prompts are encoded exactly as in training (``data.encode_prompt``). Examples ar
 length (longest first, so a memory problem shows in the first batch) and batched; results come back
 in the caller's order. Causal models are padded on the left and the prompt is cut off the output.
 Generation stops on every id training could have taught as the end (``stop_token_ids``). Speaker tags
-are ordinary added tokens, so decoding keeps them as text.
+are ordinary added tokens, so decoding keeps them as text. ``generation.precision`` bf16 (or ``auto``
+where the hardware multiplies bf16 natively, ``sumtune.precision``) runs it under bfloat16 autocast.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
 from .config import RunConfig
 from .data import encode_prompt, end_token_id
+from .precision import resolve_precision
+
+log = logging.getLogger("sumtune")
 
 
 def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfig, progress: bool = True,
@@ -33,10 +38,13 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left" if causal else "right"
     batches = [order[start:start + gen.batch_size] for start in range(0, len(order), gen.batch_size)]
+    precision = generation_precision(model, cfg)
+    log.info("generation precision: %s (%s)", precision.used, precision.reason)
+    bf16 = precision.used == "bf16"
     try:
         for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
                 generated = model.generate(**inputs, **settings)
             generated = generated[:, inputs["input_ids"].shape[1]:] if causal else generated[:, 1:]  # no decoder start
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
@@ -48,6 +56,11 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
     if new_tokens is not None:
         new_tokens.extend(counts)
     return outputs
+
+
+def generation_precision(model, cfg: RunConfig):
+    """What ``generation.precision`` resolves to for ``model``'s device (a ``sumtune.precision.Precision``)."""
+    return resolve_precision(cfg.generation.precision, model.device.type == "cuda", key="generation.precision")
 
 
 def generation_settings(model, tokenizer, cfg: RunConfig) -> dict:

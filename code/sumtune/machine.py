@@ -1,5 +1,5 @@
-"""Facts about the machine a run or a measurement happened on (standard library only): the CPU's name,
-the load average, and the versions of the libraries that matter. run.json, ``sumtune compare`` and the
+"""Facts about the machine a run or a measurement happened on (standard library only): the CPU's name
+and bfloat16 support, the load average, and the versions of the libraries that matter. run.json, ``sumtune compare`` and the
 scripts in benchmarks/ all describe the machine with these."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Iterable, Optional
 
 PACKAGES = ("sumtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
             "unsloth", "rouge-score", "kiwipiepy")
@@ -22,6 +23,29 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# /proc/cpuinfo flags of x86 CPUs that multiply bfloat16 natively (Intel Cooper Lake and Sapphire Rapids
+# on, AMD Zen 4 on); elsewhere torch runs bf16 through fp32 arithmetic with conversions, which is slower.
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo: x86 ``flags``, ARM ``Features``); empty elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_flags(flags: Optional[Iterable[str]] = None) -> list[str]:
+    """Which of ``CPU_BF16_FLAGS`` this CPU has (or ``flags`` has, when given)."""
+    have = set(cpu_flags() if flags is None else flags)
+    return [flag for flag in CPU_BF16_FLAGS if flag in have]
 
 
 def load_average() -> str:

@@ -20,20 +20,24 @@ import os
 import time
 import traceback
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 import transformers
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import seed_worker
 
 from . import artifacts, backends, classify, data
+from .batching import LengthBuckets, example_shapes
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
 from .loading import LoadClock, peak_memory_mb
 from .machine import library_versions
+from .generate import generation_precision
+from .precision import resolve_precision
 from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
@@ -90,7 +94,11 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         save_model(trainer, tokenizer, run)
         scores = None
         if splits.eval and processes.main:  # the other ranks wait while rank 0 generates and scores
-            model = loaded.for_generation(trainer.model) if loaded.for_generation else trainer.model
+            # without the autocast wrapper bf16 training put on forward: generation.precision decides
+            model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+            model = loaded.for_generation(model) if loaded.for_generation else model
+            if cfg.task == "summarization":
+                run.update(generation_precision=generation_precision(model, cfg).facts())
             scores = steps.evaluate(model, tokenizer, splits.eval, cfg, run)
         processes.wait_for_everyone()
         if processes.main:  # instead of PEFT's empty template
@@ -136,7 +144,9 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
     trainer_class = SumtuneSeq2SeqTrainer if seq2seq else SumtuneTrainer
     t = cfg.training
     cuda = torch.cuda.is_available()
-    bf16, fp16 = mixed_precision(t.precision, cuda)
+    precision = resolve_precision(t.precision, cuda)
+    log.info("precision: %s (%s)", precision.used, precision.reason)
+    run.update(precision=precision.facts())
     evaluating = eval_set is not None and t.eval_strategy != "no"
     args = args_class(
         output_dir=str(run.checkpoint_dir),
@@ -150,9 +160,10 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         weight_decay=t.weight_decay,
         lr_scheduler_type=t.lr_scheduler_type,
         seed=t.seed,
-        bf16=bf16,
-        fp16=fp16,
+        bf16=precision.used == "bf16",  # on CPU the Trainer (through accelerate) autocasts to bfloat16
+        fp16=precision.used == "fp16",
         gradient_checkpointing=checkpointing,
+        # training batches come from LengthBucketing; HF's length grouping still orders the eval batches
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy=t.eval_strategy if evaluating else "no",
         eval_steps=t.eval_steps,
@@ -176,7 +187,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
     if "tensorboard" in t.report_to:
         log.info("TensorBoard: tensorboard --logdir %s", run.tensorboard_dir.parent)
     with tensorboard_logging_dir(run.tensorboard_dir):
-        return trainer_class(
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=train_set,
@@ -186,6 +197,8 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
             callbacks=all_callbacks,
             compute_loss_func=loss_func,
         )
+    trainer.length_buckets = length_buckets(cfg, train_set, ranks=args.world_size)
+    return trainer
 
 
 @contextmanager
@@ -237,47 +250,64 @@ class StopOnDivergence:
         )
 
 
-class EpochSeededSampling:
-    """Length-grouped batches in an order drawn from (seed, epoch), so that a run resumed in the middle
-    of an epoch skips into the very order the uninterrupted run used. The HF Trainer's length-grouped
-    sampler draws each epoch's order from the global torch RNG, which a checkpoint cannot give back:
-    the Trainer restores the checkpoint's RNG state only after the resumed epoch's order is drawn."""
+class LengthBucketing:
+    """Training batches from ``batching.LengthBuckets`` (``training.group_by_length``) when
+    ``length_buckets`` is set, else the Trainer's own loader (random order).
 
-    def _get_train_sampler(self, train_dataset=None):
-        sampler = super()._get_train_sampler(train_dataset)
-        if not isinstance(sampler, LengthGroupedSampler):
-            return sampler  # the random sampler is seeded per epoch already (accelerate's seedable sampler)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochSeededSampler(sampler, seed)
+    The Trainer passes only its own kinds of batch sampler to the DataLoader as one, so this builds the
+    loader itself (with the Trainer's collator, worker settings and column filtering) and lets
+    accelerate prepare it as the Trainer would. The Trainer calls ``set_epoch`` on the loader before
+    each epoch, and on a resume skips the batches already trained through accelerate's
+    ``skip_first_batches``, which wraps the batch sampler; under DDP accelerate wraps it in a
+    ``BatchSamplerShard`` that forwards no ``set_epoch``, so the wrapper is given ours.
+    """
+
+    length_buckets = None
+
+    def get_train_dataloader(self):
+        if self.length_buckets is None:
+            return super().get_train_dataloader()
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            self._remove_unused_columns(self.train_dataset, description="training"),
+            batch_sampler=self.length_buckets,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        loader = self.accelerator.prepare(loader)
+        if loader.batch_sampler is not self.length_buckets:  # DDP: BatchSamplerShard deals batch i to rank i mod N
+            loader.batch_sampler.set_epoch = self.length_buckets.set_epoch
+        return loader
 
 
-class EpochSeededSampler(torch.utils.data.Sampler):
-    def __init__(self, sampler, seed: int):
-        self.sampler, self.seed = sampler, seed
+def length_buckets(cfg: RunConfig, train_set, ranks: int) -> Optional[LengthBuckets]:
+    """The batch sampler for ``train_set`` when ``training.group_by_length`` is on, else None."""
+    t = cfg.training
+    if not t.group_by_length:
+        return None
+    buckets = LengthBuckets(example_shapes(train_set, cfg.arch.kind), t.per_device_train_batch_size, t.seed,
+                            max_tokens=t.max_tokens_per_batch, ranks=ranks)
+    if t.max_tokens_per_batch:
+        too_long = sum(sum(shape) > t.max_tokens_per_batch for shape in buckets.shapes)
+        if too_long:
+            log.warning("%d training examples are longer than training.max_tokens_per_batch (%d tokens): each is "
+                        "a batch of its own", too_long, t.max_tokens_per_batch)
+    log.info("length-bucketed batches: %d an epoch (%s)", len(buckets),
+             f"up to {t.max_tokens_per_batch} padded tokens each" if t.max_tokens_per_batch
+             else f"{t.per_device_train_batch_size} examples each")
+    return buckets
 
-    def set_epoch(self, epoch: int) -> None:  # the Trainer (through accelerate) calls it before each epoch
-        self.sampler.generator = torch.Generator().manual_seed(self.seed + epoch)
 
-    def __iter__(self):
-        return iter(self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class SumtuneTrainer(StopOnDivergence, EpochSeededSampling, transformers.Trainer):
+class SumtuneTrainer(StopOnDivergence, LengthBucketing, transformers.Trainer):
     pass
 
 
-class SumtuneSeq2SeqTrainer(StopOnDivergence, EpochSeededSampling, transformers.Seq2SeqTrainer):
+class SumtuneSeq2SeqTrainer(StopOnDivergence, LengthBucketing, transformers.Seq2SeqTrainer):
     pass
-
-
-def mixed_precision(precision: str, cuda: bool) -> tuple[bool, bool]:
-    """(bf16, fp16) flags for the Trainer; ``auto`` = bf16 where the GPU supports it, else fp32."""
-    if precision == "auto":
-        return (cuda and torch.cuda.is_bf16_supported(), False)
-    return (precision == "bf16", precision == "fp16")
 
 
 def fit(trainer, checkpoint: Optional[Path]) -> dict:
