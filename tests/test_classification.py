@@ -273,3 +273,16 @@ def test_an_exported_classifier_gives_the_labels_sumtune_gives_without_sumtune(s
     exec(snippet, namespace)  # the card's own lines: transformers and peft only
     texts = ["(광고) 무료 대출 한도 조회 지금 클릭", "엄마 나 오늘 늦어", "당첨 축하드립니다 경품 수령 링크 확인"]
     assert [namespace["classify"](text) for text in texts] == sumtune.load(run.model_dir).classify(texts)
+
+
+def test_unsloth_is_never_used_for_classification_and_the_plan_says_why(tmp_path):
+    from sumtune.backends import BackendUnavailable, Machine, resolve
+
+    gpu_with_unsloth = Machine(cuda=True, cuda_capability=(9, 0), gpu_name="H100", bitsandbytes=True, unsloth="ok",
+                               unsloth_detail="2026.10")
+    cfg = load_config(spam_config(tmp_path), ["qlora.use_unsloth=true", "qlora.load_in_4bit=true"])
+    plan = resolve(cfg, gpu_with_unsloth)
+    assert plan.backend == "peft" and plan.quantization == "4bit"  # QLoRA still, through PEFT
+    assert "unsloth accelerates decoder-only language models, not electra sequence classification" in plan.reason
+    with pytest.raises(BackendUnavailable, match="not electra sequence classification"):
+        resolve(load_config(spam_config(tmp_path), ["backend=unsloth"]), gpu_with_unsloth)
