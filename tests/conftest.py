@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -33,16 +34,18 @@ def sample_csv(tmp_path: Path) -> Path:
     return path
 
 
+_SUMTUNE_LOGGER = logging.getLogger("sumtune")
+_SUMTUNE_LOGGER_AT_START = (list(_SUMTUNE_LOGGER.handlers), _SUMTUNE_LOGGER.propagate, _SUMTUNE_LOGGER.level)
+
+
 @pytest.fixture(autouse=True)
 def sumtune_logger_as_found():
-    """Each test starts with the "sumtune" logger as the previous one found it: a CLI call inside a test
-    (console_logging) stops propagation, which would hide later tests' records from caplog."""
-    import logging
-
-    logger = logging.getLogger("sumtune")
-    saved = (list(logger.handlers), logger.propagate, logger.level)
+    """After each test the "sumtune" logger is as the session found it: a CLI call inside a test or a
+    module-scoped fixture (console_logging) stops propagation, which would hide later tests' records
+    from caplog. (The state at session start, not before the test: a module-scoped fixture runs before
+    this fixture takes any snapshot.)"""
     yield
-    logger.handlers[:], logger.propagate, logger.level = saved
+    _SUMTUNE_LOGGER.handlers[:], _SUMTUNE_LOGGER.propagate, _SUMTUNE_LOGGER.level = _SUMTUNE_LOGGER_AT_START
 
 
 @pytest.fixture(autouse=True)
