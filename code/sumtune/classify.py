@@ -102,7 +102,8 @@ def weighted_loss(weights: list[float]):
     return loss
 
 
-def data_collator(tokenizer, model=None):
+def data_collator(tokenizer, model=None, packed: bool = False):
+    """Each batch padded to its longest text (packing is for causal models only; the config refuses it here)."""
     from transformers import DataCollatorWithPadding
 
     return DataCollatorWithPadding(tokenizer)

@@ -241,6 +241,7 @@ class TrainingConfig(_Section):
     gradient_checkpointing: bool = False
     group_by_length: bool = Field(True, description="Exact length bucketing: the training examples sorted by length (seq2seq: source, then target; causal: the whole sequence) are cut into batches of neighbours, whose order is shuffled per epoch from the seed (deterministic, resumable); false: random order.")
     max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="With group_by_length: batches of as many length-sorted examples as fit this many tokens once padded (rows x longest row, source and target each; at least one row), instead of per_device_train_batch_size rows, so that short examples travel in bigger batches.")
+    packing: Union[Literal["auto"], bool] = Field("auto", description="Padding-free packing, decoder-only (causal) families only: each batch's examples concatenated into one row without padding, position ids restarting per example, attention kept inside each example (transformers' DataCollatorWithFlattening; checked on the loaded model before training). auto: on where the attention is flash attention (variable-length sequences), off elsewhere: with sdpa/eager attention (every CPU) a packed row gets a dense mask over the whole row and trains slower than exact length bucketing (docs/benchmarks/causal_train_throughput.md); run.json's packing says what it resolved to and why.")
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: Optional[int] = Field(None, gt=0)
@@ -354,6 +355,11 @@ class RunConfig(_Section):
         if self.qlora.load_in_4bit and not self.qlora.use_qlora:
             problems.append(("qlora.load_in_4bit", "needs LoRA adapters (qlora.use_qlora: true); 4-bit weights cannot be fully fine-tuned"))
         problems += self._task_problems()
+        if self.training.packing is True and self.arch.kind != "causal":
+            problems.append(("training.packing", f"packs decoder-only (causal) models only; '{self.model.architecture}' is "
+                             f"an {'encoder-decoder' if self.arch.kind == 'seq2seq' else 'encoder'} model, whose examples "
+                             "are not one sequence of prompt and answer. Set training.packing: false or auto (exact "
+                             "length bucketing, training.group_by_length, keeps its padding low)"))
         for key in ("device_map", "max_memory"):
             if self.training.deepspeed and getattr(self.model, key) is not None:
                 problems.append((f"model.{key}", f"cannot be used with training.deepspeed: DeepSpeed gives every rank the "

@@ -9,7 +9,8 @@ Prompt styles (the registry's ``prompt_style``):
   summary; everything before the summary has label -100
 
 Padding is left to HF: ``DataCollatorForSeq2Seq`` pads each batch to its longest row (to a multiple of
-8); ``batching`` puts rows of similar length in one batch.
+8); ``batching`` puts rows of similar length in one batch. Packed causal batches (``training.packing``)
+have no padding: ``DataCollatorWithFlattening`` (see ``packing``).
 """
 
 from __future__ import annotations
@@ -355,7 +356,11 @@ def tokenizer_training_texts(splits: Splits) -> list[str]:
             for text in ((example.text,) if isinstance(example, LabeledText) else (example.dialogue, example.summary))]
 
 
-def data_collator(tokenizer, model):
-    from transformers import DataCollatorForSeq2Seq
+def data_collator(tokenizer, model, packed: bool = False):
+    """Dynamic padding, or with ``packed`` (causal models, ``training.packing``) one row per batch: the
+    examples concatenated, position ids restarting per example, no padding (sumtune/packing.py)."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
+    if packed:
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
     return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)

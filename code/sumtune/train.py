@@ -37,6 +37,7 @@ from .modelcard import run_card
 from .loading import LoadClock, peak_memory_mb
 from .machine import library_versions
 from .generate import generation_precision
+from .packing import check_packed_attention, resolve_packing
 from .precision import resolve_precision
 from .records import files_moved_into, write_text_atomic
 
@@ -87,7 +88,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         eval_set = steps.encode(splits.eval, cfg, tokenizer, model, "eval") if splits.eval else None
         trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks,
                                    checkpointing=cfg.training.gradient_checkpointing and not loaded.checkpointing_on,
-                                   collator=steps.collator(tokenizer, model), loss_func=steps.loss(cfg, splits.train))
+                                   collator=steps.collator, loss_func=steps.loss(cfg, splits.train))
         fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
         run.update(**fit_stats)
 
@@ -147,6 +148,9 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
     precision = resolve_precision(t.precision, cuda)
     log.info("precision: %s (%s)", precision.used, precision.reason)
     run.update(precision=precision.facts())
+    packing = resolve_packing(t.packing, cfg.arch.kind, getattr(model.config, "_attn_implementation", None))
+    log.info("packing: %s (%s)", "on" if packing.used else "off", packing.reason)
+    run.update(packing=packing.facts())
     evaluating = eval_set is not None and t.eval_strategy != "no"
     args = args_class(
         output_dir=str(run.checkpoint_dir),
@@ -174,7 +178,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         load_best_model_at_end=evaluating and t.early_stopping_patience is not None,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="all" if packing.used else "non_padding",  # packed: no padding to skip
         optim="paged_adamw_8bit" if plan.quantization else "adamw_torch",
         deepspeed=str(t.deepspeed) if t.deepspeed else None,
         use_cpu=not cuda,
@@ -192,12 +196,15 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
             args=args,
             train_dataset=train_set,
             eval_dataset=eval_set if evaluating else None,
-            data_collator=collator or data.data_collator(tokenizer, model),
+            data_collator=(collator or data.data_collator)(tokenizer, model, packed=packing.used),
             processing_class=tokenizer,
             callbacks=all_callbacks,
             compute_loss_func=loss_func,
         )
     trainer.length_buckets = length_buckets(cfg, train_set, ranks=args.world_size)
+    if packing.used and not trainer.is_deepspeed_enabled:  # (ZeRO-3 weights run only inside the DeepSpeed engine)
+        log.info("packing checked: a packed example's logits do not depend on the example before it (difference %.2g)",
+                 check_packed_attention(trainer.model))
     return trainer
 
 
@@ -415,7 +422,7 @@ class TaskSteps:
     """What a task does its own way inside ``train()``; every other step is shared."""
 
     encode: Callable  # (examples, cfg, tokenizer, model, split) -> datasets.Dataset
-    collator: Callable  # (tokenizer, model) -> the Trainer's data collator
+    collator: Callable  # (tokenizer, model, packed) -> the Trainer's data collator
     loss: Callable  # (cfg, train examples) -> the Trainer's compute_loss_func, or None for the model's own loss
     evaluate: Callable  # (model, tokenizer, dev examples, cfg, run) -> metrics, after training
 
