@@ -211,8 +211,9 @@ def test_predict_resizes_a_pretrained_base_whose_tokenizer_grew(tmp_path):
 
 
 def test_eval_benchmark_gives_trainer_predict_the_same_settings_as_sumtune(runs, tmp_path):
-    """benchmarks/eval_throughput.py on a trained tiny run: Seq2SeqTrainer.predict on sumtune's batch order
-    must write exactly sumtune's summaries (same settings), and the report has all three variants."""
+    """benchmarks/eval_throughput.py on a trained tiny run: every variant, both ratio rows, and
+    Seq2SeqTrainer.predict (no labels) on sumtune's batches writes exactly sumtune's fp32 summaries."""
+    import re
     import subprocess
     import sys
 
@@ -224,14 +225,18 @@ def test_eval_benchmark_gives_trainer_predict_the_same_settings_as_sumtune(runs,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
-    table = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith(("| sumtune", "| ("))]
+    table = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith(("| sumtune ", "| ("))]
     assert [cells[0] for cells in table] == [
-        "sumtune: generate_summaries + rouge",
-        "(a) Seq2SeqTrainer.predict, file order",
-        "(b) Seq2SeqTrainer.predict, input sorted like sumtune",
+        "sumtune at its defaults: generate_summaries + rouge",
+        "sumtune in fp32",
+        "(a) Seq2SeqTrainer.predict, no labels, file order",
+        "(b) model.generate loop, file order",
     ]
-    assert table[2][-1] == "8/8"  # predictions of (b) equal to sumtune's
-    assert "**sumtune / (a) = " in text
+    assert [cells[1] for cells in table[1:]] == ["fp32"] * 3  # the peers at their default, and the equal-precision lane
+    assert re.search(r"\| each at its defaults \(sumtune (fp32|bf16 autocast), peers fp32\) \| \*\*[0-9.]+×\*\* \| \*\*[0-9.]+×\*\* \|", text)
+    assert re.search(r"\| equal precision \(all fp32\) \| [0-9.]+× \| [0-9.]+× \|", text)
+    assert "fp32, wrote 8/8 of sumtune's fp32 summaries" in text
+    assert "**sumtune / (a) at defaults = " in text
 
 
 # --- rebuilt as trained ----------------------------------------------------------------------------

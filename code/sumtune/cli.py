@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="models/{name}_{timestamp} directory or run id, or a config (path or stem of config/model_configs) or run name for its SUMTUNE_MODEL_<NAME> pin, else its latest completed run")
     predict.add_argument("--input", type=Path, required=True, help="CSV or JSONL with the run's id and dialogue (classification: text) columns")
     predict.add_argument("--output", type=Path, required=True, help="CSV to write in input order: {id column},summary (classification: {id column},label)")
-    predict.add_argument("--batch-size", type=int, help="examples per generate() call or forward pass (default: the run's generation.batch_size, or for classification training.per_device_eval_batch_size)")
+    predict.add_argument("--batch-size", type=int, help="examples per generate() call or forward pass (default: the run's generation.batch_size or generation.max_tokens_per_batch, or for classification training.per_device_eval_batch_size)")
     predict.add_argument("--probabilities", action="store_true", help="classification runs: add a probability_{label} column per label")
     predict.set_defaults(handler=run_predict)
 

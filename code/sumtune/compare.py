@@ -217,7 +217,7 @@ def measure(variant: str, run_dir: Path, dialogues: list[str], repeats: int, bat
     load_time = time.perf_counter() - started
     parameters, trainable = parameter_counts(model)
 
-    cfg = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"batch_size": batch_size})})
+    cfg = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"batch_size": batch_size, "max_tokens_per_batch": None})})
     batches = [dialogues[start:start + batch_size] for start in range(0, len(dialogues), batch_size)]
     generate_summaries(model, tokenizer, batches[0], cfg, progress=False)  # warm-up, untimed
     samples, seconds, tokens, predictions = [], 0.0, 0, []

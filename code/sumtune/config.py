@@ -287,7 +287,8 @@ class GenerationConfig(_Section):
     max_new_tokens: int = Field(100, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
     length_penalty: float = 1.0
-    batch_size: int = Field(16, gt=0, description="Examples per generate() call.")
+    batch_size: int = Field(16, gt=0, description="Examples per generate() call (unless max_tokens_per_batch).")
+    max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="Instead of batch_size examples: as many length-sorted prompts per generate() call as keep rows x (longest prompt + max_new_tokens) x num_beams within this many positions, so that short prompts go in bigger batches (a longer prompt goes alone). null: batch_size.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16: generate under bfloat16 autocast. auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 or AMX-BF16, else fp32 (sumtune/precision.py).")
 
 

@@ -1,8 +1,11 @@
 """Batched summary generation, the same for evaluation after training and for ``sumtune predict``.
 
 Prompts are encoded exactly as in training (``data.encode_prompt``). Examples are sorted by prompt
-length (longest first, so a memory problem shows in the first batch) and batched; results come back
-in the caller's order. Causal models are padded on the left and the prompt is cut off the output.
+length (longest first, so a memory problem shows in the first batch) and batched: ``generation.batch_size``
+examples per ``model.generate`` call, or with ``generation.max_tokens_per_batch`` as many as fit that
+budget (``generation_batches``); results come back in the caller's order. Generation runs under
+``torch.inference_mode`` with the KV cache on (``use_cache=True`` is passed: training turns
+``model.config.use_cache`` off, and a checkpoint's generation config may too) and computes no loss. Causal models are padded on the left and the prompt is cut off the output.
 Generation stops on every id training could have taught as the end (``stop_token_ids``). Speaker tags
 are ordinary added tokens, so decoding keeps them as text. ``generation.precision`` bf16 (or ``auto``
 where the hardware multiplies bf16 natively, ``sumtune.precision``) runs it under bfloat16 autocast.
@@ -10,10 +13,12 @@ where the hardware multiplies bf16 natively, ``sumtune.precision``) runs it unde
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Optional, Sequence
 
-from .config import RunConfig
+from .batching import token_budget_sizes
+from .config import GenerationConfig, RunConfig
 from .data import encode_prompt, end_token_id
 from .precision import resolve_precision
 
@@ -28,7 +33,6 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
 
     causal = cfg.arch.kind == "causal"
     encoded = [encode_prompt(dialogue, cfg, tokenizer) for dialogue in dialogues]  # exactly as in training
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     outputs: list[str] = [""] * len(encoded)
     gen = cfg.generation
     settings = generation_settings(model, tokenizer, cfg)
@@ -37,7 +41,7 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
     model.eval()
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left" if causal else "right"
-    batches = [order[start:start + gen.batch_size] for start in range(0, len(order), gen.batch_size)]
+    batches = generation_batches([len(ids) for ids in encoded], gen)
     precision = generation_precision(model, cfg)
     log.info("generation precision: %s (%s)", precision.used, precision.reason)
     bf16 = precision.used == "bf16"
@@ -58,6 +62,29 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
     return outputs
 
 
+def generation_batches(lengths: Sequence[int], gen: GenerationConfig) -> list[list[int]]:
+    """Example indices (of ``lengths``, the prompts' token counts) in ``model.generate`` batches, longest
+    prompt first, equal lengths in input order. ``gen.batch_size`` examples per batch or, with
+    ``gen.max_tokens_per_batch``, as many as keep rows × (longest prompt + max_new_tokens) × num_beams
+    within the budget (the most positions a batch can hold at its last step), so that short prompts go
+    in bigger batches; a prompt over the budget on its own is a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if not order:
+        return []
+    if gen.max_tokens_per_batch:
+        costs = [((lengths[i] + gen.max_new_tokens) * gen.num_beams,) for i in order]
+        sizes = token_budget_sizes(costs, gen.max_tokens_per_batch)  # walked longest first: greedy fill
+        alone = sum(cost > gen.max_tokens_per_batch for (cost,) in costs)
+        if alone:
+            log.warning("%d prompt(s) need more than generation.max_tokens_per_batch (%d positions with "
+                        "max_new_tokens %d and num_beams %d): each goes in a batch of its own", alone,
+                        gen.max_tokens_per_batch, gen.max_new_tokens, gen.num_beams)
+    else:
+        sizes = [min(gen.batch_size, len(order) - start) for start in range(0, len(order), gen.batch_size)]
+    starts = itertools.accumulate([0, *sizes[:-1]])
+    return [order[start:start + size] for start, size in zip(starts, sizes)]
+
+
 def generation_precision(model, cfg: RunConfig):
     """What ``generation.precision`` resolves to for ``model``'s device (a ``sumtune.precision.Precision``)."""
     return resolve_precision(cfg.generation.precision, model.device.type == "cuda", key="generation.precision")
@@ -74,6 +101,7 @@ def generation_settings(model, tokenizer, cfg: RunConfig) -> dict:
         length_penalty=gen.length_penalty,
         early_stopping=gen.num_beams > 1,
         do_sample=False,  # sumtune's settings are the whole story: Llama-3's published generation config samples
+        use_cache=True,  # the Trainer leaves model.config.use_cache False after training; generate must not recompute
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=stop_token_ids(model, tokenizer, cfg),
     )
