@@ -14,7 +14,8 @@ from sumtune.machine import cpu_name, load_average, versions_line  # noqa: F401 
 
 
 def machine_line() -> str:
-    return (f"{cpu_name()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} (default), "
+    threads = "OMP_NUM_THREADS" if os.environ.get("OMP_NUM_THREADS") else "default"
+    return (f"{cpu_name()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} ({threads}), "
             f"no GPU used; Python {platform.python_version()}")
 
 

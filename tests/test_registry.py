@@ -4,6 +4,7 @@ LoRA targets that exist, prompt defaults, unsloth support, checkpoints and learn
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,15 @@ def test_scratch_config_has_the_preset_dimensions(row, size):
     assert config.num_hidden_layers == preset.layers
     assert config.num_attention_heads == preset.heads
     assert config.is_encoder_decoder == (row.kind == "seq2seq")
+
+
+def test_base_preset_is_kobarts_published_shape():
+    """The benchmark's KoBART-shape model: the base preset on the kobart row gives the dimensions of
+    gogamza/kobart-base-v2's published config.json (a preset that drifted from it would benchmark another model)."""
+    published = json.loads((REPO_ROOT / "tests" / "fixtures" / "checkpoints" / "kobart-base-v2" / "config.json").read_text())
+    dims = get_architecture("kobart").scratch_config(SIZE_PRESETS["base"])
+    dims.pop("max_position_embeddings")  # a checkpoint fact that model.config keeps, not a size
+    assert {key: published[key] for key in dims} == dims
 
 
 def linear_layers(model) -> dict[str, torch.nn.Module]:

@@ -34,6 +34,9 @@ class SizePreset:
 SIZE_PRESETS: dict[str, SizePreset] = {
     "tiny": SizePreset(d_model=64, layers=2, heads=4, ffn=128),
     "small": SizePreset(d_model=256, layers=4, heads=4, ffn=1024),
+    # KoBART's published shape (gogamza/kobart-base-v2: BART-base with 16 heads): with model.config and the
+    # real tokenizer, a random model the size of the checkpoint, for benchmarks (benchmarks/train_throughput.py)
+    "base": SizePreset(d_model=768, layers=6, heads=16, ffn=3072),
 }
 
 
