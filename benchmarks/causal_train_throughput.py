@@ -1,7 +1,7 @@
 """Causal (decoder-only) training throughput: sumtune against padding baselines and TRL's SFTTrainer, in one run.
 
-    python benchmarks/causal_train_throughput.py /work/shared/data/ko_dialogsum_2025/dev.csv
-    python benchmarks/causal_train_throughput.py DATA --steps 30 --size small --out docs/benchmarks/x.md
+    OMP_NUM_THREADS=1 python benchmarks/causal_train_throughput.py /work/shared/data/ko_dialogsum_2025/dev.csv
+    OMP_NUM_THREADS=1 python benchmarks/causal_train_throughput.py DATA --batch-size 4 --skip d --out /tmp/causal.md
 
 A Llama-shape model from scratch (``config/model_configs/tiny_llama.yaml`` at ``--size``, LoRA, a BPE
 tokenizer trained on the data) learns chat-template summaries with the prompt masked (labels -100), one
@@ -30,6 +30,13 @@ Each variant's loader, optimizer, schedule and ``training_step`` come from its o
 ``build_hf_trainer``, or TRL's ``SFTTrainer``); the per-step work (fetch, forward + backward, clip,
 optimizer and scheduler step) runs here, interleaved, as in ``train_throughput.py``. Real tokens per step:
 the non-pad positions (prompt + completion) of the batch trained on.
+
+Speeds are real tokens per second of this process's CPU time (``time.process_time``), wall time beside
+it. On a machine shared with other jobs, wall time measures the share of the CPU the benchmark got: a
+first run at load average 5 on 2 cores, torch's 2 threads, took about 5.5 s a step in every variant,
+whatever its work (pad-to-max_length's 48 % padding came out only 1.09× slower), because a step waits
+on whichever of its threads was descheduled. Run with ``OMP_NUM_THREADS=1``: one thread, whose CPU
+time is the work done, however busy the machine.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -190,7 +198,8 @@ class Lane:
         self.batches = iter(self.loader)
         self.model = self.trainer.accelerator.prepare_model(self.trainer.model)  # bf16: autocast, as in train()
         self.model.train()
-        self.seconds: list[float] = []
+        self.seconds: list[float] = []  # CPU time of this process (see the module doc)
+        self.wall: list[float] = []
         self.real: list[int] = []  # prompt + completion tokens, no padding
         self.labelled: list[int] = []  # tokens in the loss
         self.padded: list[int] = []  # every position, padding included
@@ -198,7 +207,7 @@ class Lane:
 
     def step(self) -> None:
         trainer, args = self.trainer, self.trainer.args
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         batch = next(self.batches, None)
         if batch is None:  # end of the epoch: the next one, as the Trainer does
             self.batches = iter(self.loader)
@@ -212,7 +221,8 @@ class Lane:
         trainer.optimizer.step()
         trainer.lr_scheduler.step()
         self.model.zero_grad()
-        self.seconds.append(time.perf_counter() - started)
+        self.seconds.append(time.process_time() - cpu_started)
+        self.wall.append(time.perf_counter() - started)
         ids = batch["input_ids"]
         self.real.append(int(batch["attention_mask"].sum()) if "attention_mask" in batch else ids.numel())
         self.labelled.append(int((batch["labels"][..., 1:] != data.IGNORE_INDEX).sum()))
@@ -227,7 +237,8 @@ class Result:
     real_tokens: int
     labelled_tokens: int
     padded_tokens: int
-    seconds: float
+    seconds: float  # CPU
+    wall: float
     first_loss: float
     last_loss: float
     precision: str
@@ -235,7 +246,7 @@ class Result:
     @classmethod
     def of(cls, lane: Lane) -> "Result":
         return cls(lane.variant, len(lane.seconds), sum(lane.real), sum(lane.labelled), sum(lane.padded),
-                   sum(lane.seconds), lane.losses[0], statistics.mean(lane.losses[-10:]), lane.precision)
+                   sum(lane.seconds), sum(lane.wall), lane.losses[0], statistics.mean(lane.losses[-10:]), lane.precision)
 
     @property
     def tokens_per_s(self) -> float:
@@ -254,14 +265,14 @@ def markdown_report(results: list[Result], facts: dict) -> str:
     sumtune = by_key["sumtune"]
     lines = [
         "| variant | sampler | layout | precision | grad. ckpt | steps | real tokens | in loss | positions | pad share "
-        "| time (s) | real tokens/s | sumtune ÷ variant | loss first → last 10 |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| CPU time (s) | wall time (s) | real tokens per CPU second | sumtune ÷ variant | loss first → last 10 |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.variant.name} | {SAMPLERS[r.variant.sampler]} | {r.variant.layout} | {r.precision} | "
             f"{'on' if r.variant.checkpointing else 'off'} | {r.steps} | {r.real_tokens:,} | {r.labelled_tokens:,} | "
-            f"{r.padded_tokens:,} | {r.pad_share:.0%} | {r.seconds:.1f} | {r.tokens_per_s:,.0f} | "
+            f"{r.padded_tokens:,} | {r.pad_share:.0%} | {r.seconds:.1f} | {r.wall:.1f} | {r.tokens_per_s:,.0f} | "
             f"{sumtune.tokens_per_s / r.tokens_per_s:.2f}× | {r.first_loss:.2f} → {r.last_loss:.2f} |")
 
     def ratio(ours: str, theirs: str) -> str:
@@ -334,6 +345,7 @@ def main(argv=None) -> int:
                  f"{model.config._attn_implementation}",
         "tokenizer": f"BPE trained on the data by sumtune, {len(tokenizer)} tokens; chat template prompts, prompt masked",
         "sequence tokens (sumtune's encoding)": f"{percentiles(lengths)}; in the loss: {percentiles(in_loss)}",
+        "threads": f"torch {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
         "training": f"{args.steps} timed optimizer steps per variant, batch size {args.batch_size}, variants interleaved "
                     f"step by step, {args.warmup} untimed warm-up steps per variant on throwaway copies, seed "
                     f"{cfg.training.seed}, lr {cfg.training.learning_rate}",
@@ -359,8 +371,8 @@ def main(argv=None) -> int:
                         "TRL tokenizes the conversations itself (its own real-token count above)",
         "zero-padding bound": "each sumtune batch's real tokens (and labels) reshaped into the same number of "
                               "equal-length rows, trained like the others",
-        "time": "sum over the timed steps of: fetch + collate the batch, forward, backward, clip, optimizer and "
-                "scheduler step",
+        "time": "CPU time of this process (and wall time), summed over the timed steps, of: fetch + collate the "
+                "batch, forward, backward, clip, optimizer and scheduler step",
         "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "trl", "peft", "datasets", "accelerate"),
     })
