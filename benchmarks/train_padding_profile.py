@@ -5,8 +5,9 @@
 
 The batches are those of ``train_throughput.py``'s sumtune lane (sumtune's exact length buckets, same
 seed; every ``--every``-th of its first ``--steps``). Each is trained forward + backward in five forms,
-which differ in one thing at a time, taking turns batch by batch and round by round (``--rounds``; the
-median round counts):
+which differ in one thing at a time, taking turns batch by batch and round by round (``--rounds``).
+Each (batch, form) counts its fastest round: on a shared machine other processes only ever add time, so
+the minimum is the estimate least moved by them (and the first round's one-off costs drop out too).
 
 1. sumtune: dynamic padding to a multiple of 8 (``sumtune.data.data_collator``), what ``sumtune train`` does;
 2. no rounding: the same padding without ``pad_to_multiple_of``;
@@ -18,13 +19,19 @@ median round counts):
 So 1→2 is the cost of rounding to 8, 2→3 of padded summaries, 3→5 of padded sources (with 4 telling
 how much of that is the mask itself rather than the positions). The optimizer step, the same for all
 forms, is left out.
+
+Before timing, a second table says what other ways of cutting the whole data set into batches of the
+same size would leave as padding (no model runs for it): each sequence's pad share, and the share of a
+step's work that real tokens get when a position costs what it multiplies, the encoder's layers for a
+source position, the decoder's layers and the output layer for a summary position (for KoBART's shape
+a summary position costs 1.9 source positions).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import statistics
+import random
 import sys
 import time
 from pathlib import Path
@@ -51,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="Autocast or not (default: bf16).")
     parser.add_argument("--steps", type=int, default=30, help="The benchmark's timed steps, whose batches are sampled.")
     parser.add_argument("--every", type=int, default=5, help="Take every N-th of those batches (default: 5).")
-    parser.add_argument("--rounds", type=int, default=3, help="Rounds over all batches and forms; the first is a warm-up.")
+    parser.add_argument("--rounds", type=int, default=4, help="Rounds over all batches and forms (default: 4; 0: only the table of batch orders).")
     parser.add_argument("--out", type=Path, default=None, help="Also write the Markdown report to this file.")
     return parser.parse_args(argv)
 
@@ -72,6 +79,49 @@ def positions(batch) -> tuple[int, int, int]:
     """Real tokens, source positions, summary positions."""
     real = int(batch["attention_mask"].sum()) + int((batch["labels"] != data.IGNORE_INDEX).sum())
     return real, batch["input_ids"].numel(), batch["labels"].numel()
+
+
+def window_sorted(order: list[int], shapes, window: int) -> list[int]:
+    """``order`` (sorted by source length) re-sorted by summary length inside each run of ``window`` examples."""
+    return [i for at in range(0, len(order), window)
+            for i in sorted(order[at:at + window], key=lambda i: (shapes[i][1], shapes[i][0]))]
+
+
+def sort_orders(shapes, batch_size: int, seed: int, cost: tuple[float, float]) -> str:
+    """The batch orders of the module doc's second table, as a Markdown table."""
+    every = range(len(shapes))
+    by_source = sorted(every, key=lambda i: shapes[i])
+    shuffled = list(every)
+    random.Random(seed).shuffle(shuffled)
+    orders = {
+        "source, then summary (sumtune)": by_source,
+        "source + summary": sorted(every, key=lambda i: (sum(shapes[i]), shapes[i])),
+        **{f"source, then summary inside every {k} batches": window_sorted(by_source, shapes, k * batch_size)
+           for k in (2, 4)},
+        "random ((b))": shuffled,
+    }
+    lines = ["| batches cut from | rounded to | source pad | summary pad | real share of the work |",
+             "|---|---:|---:|---:|---:|"]
+    for name, order in orders.items():
+        for multiple in (8, 1):
+            real, padded = [0, 0], [0, 0]
+            for at in range(0, len(order), batch_size):
+                rows = [shapes[i] for i in order[at:at + batch_size]]
+                for side in (0, 1):
+                    real[side] += sum(row[side] for row in rows)
+                    padded[side] += len(rows) * -(-max(row[side] for row in rows) // multiple) * multiple
+            work = lambda counts: cost[0] * counts[0] + cost[1] * counts[1]  # noqa: E731
+            lines.append(f"| {name} | {multiple} | {1 - real[0] / padded[0]:.1%} | {1 - real[1] / padded[1]:.1%} | "
+                         f"{work(real) / work(padded):.1%} |")
+    return "\n".join(lines)
+
+
+def position_costs(model) -> tuple[float, float]:
+    """Parameters a source position and a summary position go through (encoder layers; decoder layers
+    plus the output layer): what a position costs, forward and backward, up to a common factor."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = lambda stack: sum(p.numel() for name, p in stack.named_parameters() if "embed" not in name)  # noqa: E731
+    return float(layers(base.get_encoder())), float(layers(base.get_decoder()) + base.get_output_embeddings().weight.numel())
 
 
 def forward_backward(model, batch, bf16: bool) -> float:
@@ -100,6 +150,13 @@ def main(argv=None) -> int:
     model, tokenizer = base.model, base.tokenizer
     train_set = data.encode_examples(examples, cfg, tokenizer, "train")
     shapes = example_shapes(train_set, cfg.arch.kind)
+    cost = position_costs(model)
+    orders = sort_orders(shapes, cfg.training.per_device_train_batch_size, cfg.training.seed, cost)
+    print(orders, flush=True)
+    if not args.rounds:
+        publish(orders + f"\n\n- position costs: source {cost[0] / 1e6:.1f}M parameters, summary {cost[1] / 1e6:.1f}M "
+                f"({cost[1] / cost[0]:.2f}×), {args.config} at model.size {cfg.model.size}\n", args.out)
+        return 0
     buckets = LengthBuckets(shapes, cfg.training.per_device_train_batch_size, cfg.training.seed)
     picked = timed_batches(buckets, args.steps)[::args.every]
     columns = ("input_ids", "attention_mask", "labels")
@@ -107,35 +164,35 @@ def main(argv=None) -> int:
     names = list(batches[0])
     model.train()
     bf16 = args.precision == "bf16"
-    rounds: list[dict[str, float]] = []
+    times = {(at, name): [] for at in range(len(batches)) for name in names}
     for round_ in range(args.rounds):
-        seconds = dict.fromkeys(names, 0.0)
         for at, batch in enumerate(batches):
             shift = (round_ + at) % len(names)  # a rotating order, as in train_throughput.py
             for name in names[shift:] + names[:shift]:
-                seconds[name] += forward_backward(model, batch[name], bf16)
-        rounds.append(seconds)
-        print(f"round {round_ + 1}/{args.rounds}: " + "  ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+                times[at, name].append(forward_backward(model, batch[name], bf16))
+        print(f"round {round_ + 1}/{args.rounds}: " + "  ".join(
+            f"{name} {sum(times[at, name][-1] for at in range(len(batches))):.1f} s" for name in names)
               + f"  load {load_average()}", flush=True)
-    timed = rounds[1:] or rounds
-    median = {name: statistics.median(r[name] for r in timed) for name in names}
-    bound = median["zero-padding bound"]
+    fastest = {name: sum(min(times[at, name]) for at in range(len(batches))) for name in names}
+    bound = fastest["zero-padding bound"]
     bound_real = sum(positions(batch["zero-padding bound"])[0] for batch in batches)
-    lines = ["| form | real tokens | source positions | summary positions | seconds (forward + backward) | "
+    lines = ["| form | real tokens | source positions | summary positions | seconds (forward + backward, fastest) | "
              "of the bound (per real token) |", "|---|---:|---:|---:|---:|---:|"]
     for name in names:
         real, source, summary = (sum(values) for values in zip(*(positions(batch[name]) for batch in batches)))
-        lines.append(f"| {name} | {real:,} | {source:,} | {summary:,} | {median[name]:.1f} | "
-                     f"{(real / median[name]) / (bound_real / bound):.1%} |")
+        lines.append(f"| {name} | {real:,} | {source:,} | {summary:,} | {fastest[name]:.1f} | "
+                     f"{(real / fastest[name]) / (bound_real / bound):.1%} |")
     facts = {
+        "position costs": f"a source position goes through {cost[0] / 1e6:.1f}M parameters, a summary position "
+                          f"{cost[1] / 1e6:.1f}M ({cost[1] / cost[0]:.2f}×)",
         "batches": f"{len(batches)} of sumtune's first {args.steps} (every {args.every}th), {sum(map(len, picked))} examples",
         "model": f"{cfg.model.architecture} '{cfg.model.size}' preset from {args.config}, LoRA "
                  f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), {args.precision}",
-        "rounds": f"{args.rounds} (median of {len(timed)} after a warm-up round)",
+        "rounds": f"{args.rounds}; each batch in each form counts its fastest round",
         "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "peft"),
     }
-    publish("\n".join(lines) + "\n\n" + "\n".join(f"- {key}: {value}" for key, value in facts.items()) + "\n", args.out)
+    publish(orders + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"- {key}: {value}" for key, value in facts.items()) + "\n", args.out)
     return 0
 
 
