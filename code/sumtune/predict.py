@@ -61,12 +61,11 @@ def predict(target: str | Path, input_path: Path, output_path: Path, batch_size:
         raise PredictError(str(exc)) from None
     options = {"batch_size": batch_size} if batch_size is not None else {}
     if cfg.task == "classification":
-        return write_labels(trained, rows, output_path, probabilities, options)
-    return write_summaries(trained, rows, output_path, options)
+        return write_labels(trained, rows, output_path, cfg.data.id_column, probabilities, options)
+    return write_summaries(trained, rows, output_path, cfg.data.id_column, options)
 
 
-def write_summaries(trained, rows: InputRows, output_path: Path, options: dict) -> Path:
-    id_column = trained.config.data.id_column
+def write_summaries(trained, rows: InputRows, output_path: Path, id_column: str, options: dict) -> Path:
     if "batch_size" in options:  # --batch-size N: N dialogues per generate() call, even where the run sets a budget
         options = {**options, "max_tokens_per_batch": None}
     summaries = trained.summarize(rows.texts, progress=True, **options)
@@ -78,8 +77,7 @@ def write_summaries(trained, rows: InputRows, output_path: Path, options: dict) 
     return written
 
 
-def write_labels(trained, rows: InputRows, output_path: Path, probabilities: bool, options: dict) -> Path:
-    id_column = trained.config.data.id_column
+def write_labels(trained, rows: InputRows, output_path: Path, id_column: str, probabilities: bool, options: dict) -> Path:
     scored = trained.classify(rows.texts, probabilities=True, **options)
     records = [{id_column: i, LABEL_COLUMN: s.label} for i, s in zip(rows.ids, scored)]
     columns = [id_column, LABEL_COLUMN]
