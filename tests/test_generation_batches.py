@@ -53,7 +53,8 @@ def test_without_a_budget_batches_hold_batch_size_examples_and_equal_lengths_kee
     assert generation_batches([], GenerationConfig(max_tokens_per_batch=100)) == []
 
 
-def test_a_prompt_over_the_budget_goes_alone_and_the_log_says_how_many(caplog):
+def test_a_prompt_over_the_budget_goes_alone_and_the_log_says_how_many(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("sumtune"), "propagate", True)  # an earlier CLI test may have turned it off
     gen = GenerationConfig(max_tokens_per_batch=1000, max_new_tokens=100, num_beams=2)  # prompts up to 400 fit alone
     lengths = [50, 450, 60, 420, 40]
     with caplog.at_level(logging.WARNING, logger="sumtune"):
