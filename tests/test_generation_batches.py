@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 
 from sumtune.backends import peft as peft_backend
 from sumtune.config import GenerationConfig, load_config
@@ -52,7 +53,8 @@ def test_without_a_budget_batches_hold_batch_size_examples_and_equal_lengths_kee
     assert generation_batches([], GenerationConfig(max_tokens_per_batch=100)) == []
 
 
-def test_a_prompt_over_the_budget_goes_alone_and_the_log_says_how_many(caplog):
+def test_a_prompt_over_the_budget_goes_alone_and_the_log_says_how_many(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("sumtune"), "propagate", True)  # an earlier CLI test may have turned it off
     gen = GenerationConfig(max_tokens_per_batch=1000, max_new_tokens=100, num_beams=2)  # prompts up to 400 fit alone
     lengths = [50, 450, 60, 420, 40]
     with caplog.at_level(logging.WARNING, logger="sumtune"):
@@ -130,25 +132,39 @@ def test_budget_batches_give_the_same_greedy_summaries_as_fixed_batches_in_input
     assert all(rows * (length + 8) <= budget for rows, length in seen if rows > 1)  # 8 new tokens, 1 beam
 
 
-def test_predicts_explicit_batch_size_beats_a_configured_budget(tmp_path):
-    """``sumtune predict --batch-size N``: N examples per generate() call, whatever max_tokens_per_batch the run has."""
-    from sumtune.predict import InputRows, write_summaries
+@pytest.mark.parametrize("overrides, budget", [
+    ((), 32768),  # the default: a token budget
+    (("generation.batch_size=8",), None),  # asking for a batch size gets fixed batches
+    (("generation.batch_size=8", "generation.max_tokens_per_batch=4000"), 4000),  # both named: the budget
+    (("generation.max_tokens_per_batch=null",), None),
+])
+def test_a_config_that_names_a_batch_size_gets_fixed_batches_and_one_that_does_not_the_budget(tmp_path, overrides, budget):
+    cfg = tiny(tmp_path, "bart", *overrides)
+    assert cfg.generation.max_tokens_per_batch == budget
+    again = type(cfg).model_validate(yaml.safe_load(cfg.to_yaml()))  # as a run's config.yaml reloads
+    assert again.generation.max_tokens_per_batch == budget
 
-    captured = {}
 
-    class Trained:
-        config = tiny(tmp_path, "bart", "generation.max_tokens_per_batch=500")
+def test_the_shipped_configs_that_set_a_batch_size_keep_fixed_batches(tmp_path):
+    for name in ("llama_3.2_korean_3b", "qwen3_4b", "exaone_3.5_2.4b"):
+        cfg = load_config(REPO / "config" / "model_configs" / f"{name}.yaml", [f"output.root={tmp_path}"])
+        assert (cfg.generation.batch_size, cfg.generation.max_tokens_per_batch) == (8, None), name
 
-        def summarize(self, texts, progress=False, **generation):
-            captured.update(generation)
-            return ["s"] * len(texts)
 
-    rows = InputRows(ids=["a"], texts=["x"])
-    write_summaries(Trained(), rows, tmp_path / "out.csv", {"batch_size": 3})
-    assert captured == {"batch_size": 3, "max_tokens_per_batch": None}
-    captured.clear()
-    write_summaries(Trained(), rows, tmp_path / "out.csv", {})
-    assert captured == {}  # the run's own settings, budget included
+def test_summarize_with_a_batch_size_uses_fixed_batches_whatever_budget_the_run_has(tmp_path, monkeypatch):
+    """``sumtune predict --batch-size N`` and ``TrainedModel.summarize(batch_size=N)``: N per generate() call."""
+    import sumtune.generate
+    from sumtune.trained import TrainedModel
+
+    seen = []
+    monkeypatch.setattr(sumtune.generate, "generate_summaries",
+                        lambda model, tokenizer, texts, cfg, progress=False: seen.append(cfg.generation) or ["s"] * len(texts))
+    trained = TrainedModel(model=None, tokenizer=None, config=tiny(tmp_path, "bart", "generation.max_tokens_per_batch=500"),
+                           run=tmp_path)
+    trained.summarize(["x"], batch_size=3)
+    trained.summarize(["x"])
+    trained.summarize(["x"], batch_size=3, max_tokens_per_batch=700)
+    assert [(g.batch_size, g.max_tokens_per_batch) for g in seen] == [(3, None), (16, 500), (3, 700)]
 
 
 # --- KV cache --------------------------------------------------------------------------------------

@@ -287,9 +287,17 @@ class GenerationConfig(_Section):
     max_new_tokens: int = Field(100, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
     length_penalty: float = 1.0
-    batch_size: int = Field(16, gt=0, description="Examples per generate() call (unless max_tokens_per_batch).")
-    max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="Instead of batch_size examples: as many length-sorted prompts per generate() call as keep rows x (longest prompt + max_new_tokens) x num_beams within this many positions, so that short prompts go in bigger batches (a longer prompt goes alone). null: batch_size.")
+    batch_size: int = Field(16, gt=0, description="Examples per generate() call when max_tokens_per_batch is null; a config that sets batch_size and not max_tokens_per_batch gets fixed batches of batch_size.")
+    max_tokens_per_batch: Optional[int] = Field(32768, gt=0, description="As many length-sorted prompts per generate() call as keep rows x (longest prompt + max_new_tokens) x num_beams within this many positions, so that short prompts go in bigger batches (a longer prompt goes alone); measured 1.4x faster than batches of 16 in bf16 on CPU (docs/benchmarks/eval_throughput.md). null: batch_size examples per call.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16: generate under bfloat16 autocast. auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 or AMX-BF16, else fp32 (sumtune/precision.py).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_size_means_fixed_batches(cls, data):
+        """A config (or --set) that asks for batch_size examples per call gets them, not the default budget."""
+        if isinstance(data, dict) and "batch_size" in data and "max_tokens_per_batch" not in data:
+            data = {**data, "max_tokens_per_batch": None}
+        return data
 
 
 class EvaluationConfig(_Section):

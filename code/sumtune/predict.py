@@ -66,8 +66,6 @@ def predict(target: str | Path, input_path: Path, output_path: Path, batch_size:
 
 
 def write_summaries(trained, rows: InputRows, output_path: Path, id_column: str, options: dict) -> Path:
-    if "batch_size" in options:  # --batch-size N: N dialogues per generate() call, even where the run sets a budget
-        options = {**options, "max_tokens_per_batch": None}
     summaries = trained.summarize(rows.texts, progress=True, **options)
     records = [{id_column: i, SUMMARY_COLUMN: s} for i, s in zip(rows.ids, summaries)]
     written = write_csv_atomic(output_path, records, [id_column, SUMMARY_COLUMN])

@@ -54,10 +54,13 @@ class TrainedModel:
     peak_memory_mb: Optional[float] = None  # after loading: CUDA max allocated, or the process's peak RSS on a CPU
 
     def summarize(self, dialogues: Sequence[str], progress: bool = False, **generation) -> list[str]:
-        """Summaries with the run's preprocessing; ``generation`` overrides its settings (num_beams=1, ...)."""
+        """Summaries with the run's preprocessing; ``generation`` overrides its settings (num_beams=1, ...;
+        ``batch_size`` means that many dialogues per call, the run's token budget aside)."""
         from .generate import generate_summaries
 
         self._require_task("summarization", "summarize", "classify")
+        if "batch_size" in generation:  # batch_size=N: N per generate() call, as in a config, not the run's budget
+            generation.setdefault("max_tokens_per_batch", None)
         cfg = self.config.model_copy(update={"generation": self.config.generation.model_copy(update=generation)})
         return generate_summaries(self.model, self.tokenizer, list(dialogues), cfg, progress=progress)
 
