@@ -4,21 +4,24 @@
         --config config/model_configs/tiny_kobart.yaml --size base
 
 The batches are those of ``train_throughput.py``'s sumtune lane (sumtune's exact length buckets, same
-seed; every ``--every``-th of its first ``--steps``). Each is trained forward + backward in five forms,
-which differ in one thing at a time, taking turns batch by batch and round by round (``--rounds``).
-Each (batch, form) counts its fastest round: on a shared machine other processes only ever add time, so
-the minimum is the estimate least moved by them (and the first round's one-off costs drop out too).
+seed; every ``--every``-th of its first ``--steps``). Each is trained forward + backward in four forms,
+which differ in one thing at a time:
 
 1. sumtune: dynamic padding to a multiple of 8 (``sumtune.data.data_collator``), what ``sumtune train`` does;
 2. no rounding: the same padding without ``pad_to_multiple_of``;
 3. summaries unpadded: 2's padded sources, with the summaries laid end to end in equal rows;
-4. bound + one masked position: the bound's rows, with one source position masked, which makes the
-   model apply an attention mask as every padded batch does;
-5. the zero-padding bound: sources and summaries both in equal rows (``train_throughput.EqualRows``).
+4. the zero-padding bound: sources and summaries both in equal rows (``train_throughput.EqualRows``);
 
-So 1→2 is the cost of rounding to 8, 2→3 of padded summaries, 3→5 of padded sources (with 4 telling
-how much of that is the mask itself rather than the positions). The optimizer step, the same for all
-forms, is left out.
+so 1→2 is the cost of rounding to 8, 2→3 of padded summaries, 3→4 of padded sources. A fifth form, one
+row of 8 source and 8 summary tokens, measures what a step costs whatever its tokens (the weights'
+casts, the LoRA layers, the Python around each module): the larger that share, the less padding weighs.
+The optimizer step, the same for all forms, is left out.
+
+The forms of one batch run back to back in a rotating order, batch after batch, for ``--rounds``
+rounds. A form's share of the bound is the median, over batches and rounds, of its real tokens/s ÷ the
+bound's in the same batch and round: measurements seconds apart see about the same load from other
+processes, so their ratio is steadier on a shared machine than any total. The summed seconds are each
+(batch, form)'s fastest round.
 
 Before timing, a second table says what other ways of cutting the whole data set into batches of the
 same size would leave as padding (no model runs for it): each sequence's pad share, and the share of a
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,16 +67,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+BOUND, PROBE = "zero-padding bound", "one row, 8 + 8 tokens"
+
+
 def forms(features, model, tokenizer) -> dict[str, dict]:
-    """One batch in the five forms of the module doc."""
+    """One batch in the forms of the module doc."""
     sumtune = data.data_collator(tokenizer, model)(features)
     unrounded = transformers.DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=data.IGNORE_INDEX)(features)
     bound = EqualRows(model)(features)
     summaries_unpadded = dict(unrounded, labels=bound["labels"], decoder_input_ids=bound["decoder_input_ids"])
-    masked = dict(bound, attention_mask=bound["attention_mask"].clone())
-    masked["attention_mask"][0, -1] = 0
+    probe = EqualRows(model)([{key: features[0][key][:8] for key in ("input_ids", "labels")}])
     return {"sumtune (multiple of 8)": sumtune, "no rounding": unrounded, "summaries unpadded": summaries_unpadded,
-            "bound + one masked position": masked, "zero-padding bound": bound}
+            BOUND: bound, PROBE: probe}
 
 
 def positions(batch) -> tuple[int, int, int]:
@@ -164,7 +170,7 @@ def main(argv=None) -> int:
     names = list(batches[0])
     model.train()
     bf16 = args.precision == "bf16"
-    times = {(at, name): [] for at in range(len(batches)) for name in names}
+    times = {(at, name): [] for at in range(len(batches)) for name in names}  # seconds, one per round
     for round_ in range(args.rounds):
         for at, batch in enumerate(batches):
             shift = (round_ + at) % len(names)  # a rotating order, as in train_throughput.py
@@ -174,21 +180,27 @@ def main(argv=None) -> int:
             f"{name} {sum(times[at, name][-1] for at in range(len(batches))):.1f} s" for name in names)
               + f"  load {load_average()}", flush=True)
     fastest = {name: sum(min(times[at, name]) for at in range(len(batches))) for name in names}
-    bound = fastest["zero-padding bound"]
-    bound_real = sum(positions(batch["zero-padding bound"])[0] for batch in batches)
+    real_of = {(at, name): positions(batch[name])[0] for at, batch in enumerate(batches) for name in names}
+    share = {name: statistics.median(
+        (real_of[at, name] / form) / (real_of[at, BOUND] / bound)
+        for at in range(len(batches)) for form, bound in zip(times[at, name], times[at, BOUND])) for name in names}
+    fixed = statistics.median(probe / bound for at in range(len(batches))
+                              for probe, bound in zip(times[at, PROBE], times[at, BOUND]))
     lines = ["| form | real tokens | source positions | summary positions | seconds (forward + backward, fastest) | "
-             "of the bound (per real token) |", "|---|---:|---:|---:|---:|---:|"]
+             "of the bound (per real token, median of pairs) |", "|---|---:|---:|---:|---:|---:|"]
     for name in names:
         real, source, summary = (sum(values) for values in zip(*(positions(batch[name]) for batch in batches)))
         lines.append(f"| {name} | {real:,} | {source:,} | {summary:,} | {fastest[name]:.1f} | "
-                     f"{(real / fastest[name]) / (bound_real / bound):.1%} |")
+                     + (f"{share[name]:.1%} |" if name != PROBE else f"({fixed:.1%} of a bound step's time) |"))
     facts = {
         "position costs": f"a source position goes through {cost[0] / 1e6:.1f}M parameters, a summary position "
                           f"{cost[1] / 1e6:.1f}M ({cost[1] / cost[0]:.2f}×)",
         "batches": f"{len(batches)} of sumtune's first {args.steps} (every {args.every}th), {sum(map(len, picked))} examples",
         "model": f"{cfg.model.architecture} '{cfg.model.size}' preset from {args.config}, LoRA "
                  f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), {args.precision}",
-        "rounds": f"{args.rounds}; each batch in each form counts its fastest round",
+        "rounds": f"{args.rounds}; seconds: each batch's fastest round in each form, summed over the batches; share of "
+                  f"the bound: the median over batches and rounds of the form's tokens/s ÷ the bound's in the same "
+                  f"batch and round",
         "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "peft"),
     }
