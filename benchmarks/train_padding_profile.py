@@ -18,10 +18,9 @@ casts, the LoRA layers, the Python around each module): the larger that share, t
 The optimizer step, the same for all forms, is left out.
 
 The forms of one batch run back to back in a rotating order, batch after batch, for ``--rounds``
-rounds. A form's share of the bound is the median, over batches and rounds, of its real tokens/s ÷ the
-bound's in the same batch and round: measurements seconds apart see about the same load from other
-processes, so their ratio is steadier on a shared machine than any total. The summed seconds are each
-(batch, form)'s fastest round.
+rounds, so that in every round all forms see the same load from other processes. A form's share of the
+bound is its real tokens/s ÷ the bound's within a round (each over all batches, so long batches weigh
+as much as they cost), the median over rounds, with the lowest and highest beside it.
 
 Before timing, a second table says what other ways of cutting the whole data set into batches of the
 same size would leave as padding (no model runs for it): each sequence's pad share, and the share of a
@@ -179,28 +178,28 @@ def main(argv=None) -> int:
         print(f"round {round_ + 1}/{args.rounds}: " + "  ".join(
             f"{name} {sum(times[at, name][-1] for at in range(len(batches))):.1f} s" for name in names)
               + f"  load {load_average()}", flush=True)
-    fastest = {name: sum(min(times[at, name]) for at in range(len(batches))) for name in names}
-    real_of = {(at, name): positions(batch[name])[0] for at, batch in enumerate(batches) for name in names}
-    share = {name: statistics.median(
-        (real_of[at, name] / form) / (real_of[at, BOUND] / bound)
-        for at in range(len(batches)) for form, bound in zip(times[at, name], times[at, BOUND])) for name in names}
-    fixed = statistics.median(probe / bound for at in range(len(batches))
-                              for probe, bound in zip(times[at, PROBE], times[at, BOUND]))
-    lines = ["| form | real tokens | source positions | summary positions | seconds (forward + backward, fastest) | "
-             "of the bound (per real token, median of pairs) |", "|---|---:|---:|---:|---:|---:|"]
+    per_round = {name: [sum(times[at, name][round_] for at in range(len(batches))) for round_ in range(args.rounds)]
+                 for name in names}  # seconds of all batches, round by round
+    real = {name: sum(positions(batch[name])[0] for batch in batches) for name in names}
+    shares = {name: sorted((real[name] / form) / (real[BOUND] / bound)
+                           for form, bound in zip(per_round[name], per_round[BOUND])) for name in names}
+    fixed = statistics.median(probe / bound for probe, bound in zip(per_round[PROBE], per_round[BOUND]))
+    lines = ["| form | real tokens | source positions | summary positions | seconds a round (median) | "
+             "of the bound per real token: median (lowest–highest round) |", "|---|---:|---:|---:|---:|---:|"]
     for name in names:
-        real, source, summary = (sum(values) for values in zip(*(positions(batch[name]) for batch in batches)))
-        lines.append(f"| {name} | {real:,} | {source:,} | {summary:,} | {fastest[name]:.1f} | "
-                     + (f"{share[name]:.1%} |" if name != PROBE else f"({fixed:.1%} of a bound step's time) |"))
+        _, source, summary = (sum(values) for values in zip(*(positions(batch[name]) for batch in batches)))
+        share = shares[name]
+        lines.append(f"| {name} | {real[name]:,} | {source:,} | {summary:,} | {statistics.median(per_round[name]):.1f} | "
+                     + (f"{statistics.median(share):.1%} ({share[0]:.1%}–{share[-1]:.1%}) |" if name != PROBE
+                        else f"(its time is {fixed:.1%} of the bound's) |"))
     facts = {
         "position costs": f"a source position goes through {cost[0] / 1e6:.1f}M parameters, a summary position "
                           f"{cost[1] / 1e6:.1f}M ({cost[1] / cost[0]:.2f}×)",
         "batches": f"{len(batches)} of sumtune's first {args.steps} (every {args.every}th), {sum(map(len, picked))} examples",
         "model": f"{cfg.model.architecture} '{cfg.model.size}' preset from {args.config}, LoRA "
                  f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), {args.precision}",
-        "rounds": f"{args.rounds}; seconds: each batch's fastest round in each form, summed over the batches; share of "
-                  f"the bound: the median over batches and rounds of the form's tokens/s ÷ the bound's in the same "
-                  f"batch and round",
+        "rounds": f"{args.rounds}; share of the bound: the form's real tokens/s ÷ the bound's, over all batches within "
+                  f"a round, median over rounds",
         "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "peft"),
     }
