@@ -4,21 +4,23 @@
         --config config/model_configs/tiny_kobart.yaml --size base
 
 The batches are those of ``train_throughput.py``'s sumtune lane (sumtune's exact length buckets, same
-seed; every ``--every``-th of its first ``--steps``). Each is trained forward + backward in five forms,
-which differ in one thing at a time, taking turns batch by batch and round by round (``--rounds``).
-Each (batch, form) counts its fastest round: on a shared machine other processes only ever add time, so
-the minimum is the estimate least moved by them (and the first round's one-off costs drop out too).
+seed; every ``--every``-th of its first ``--steps``). Each is trained forward + backward in four forms,
+which differ in one thing at a time:
 
 1. sumtune: dynamic padding to a multiple of 8 (``sumtune.data.data_collator``), what ``sumtune train`` does;
 2. no rounding: the same padding without ``pad_to_multiple_of``;
 3. summaries unpadded: 2's padded sources, with the summaries laid end to end in equal rows;
-4. bound + one masked position: the bound's rows, with one source position masked, which makes the
-   model apply an attention mask as every padded batch does;
-5. the zero-padding bound: sources and summaries both in equal rows (``train_throughput.EqualRows``).
+4. the zero-padding bound: sources and summaries both in equal rows (``train_throughput.EqualRows``);
 
-So 1→2 is the cost of rounding to 8, 2→3 of padded summaries, 3→5 of padded sources (with 4 telling
-how much of that is the mask itself rather than the positions). The optimizer step, the same for all
-forms, is left out.
+so 1→2 is the cost of rounding to 8, 2→3 of padded summaries, 3→4 of padded sources. A fifth form, one
+row of 8 source and 8 summary tokens, measures what a step costs whatever its tokens (the weights'
+casts, the LoRA layers, the Python around each module): the larger that share, the less padding weighs.
+The optimizer step, the same for all forms, is left out.
+
+The forms of one batch run back to back in a rotating order, batch after batch, for ``--rounds``
+rounds, so that in every round all forms see the same load from other processes. A form's share of the
+bound is its real tokens/s ÷ the bound's within a round (each over all batches, so long batches weigh
+as much as they cost), the median over rounds, with the lowest and highest beside it.
 
 Before timing, a second table says what other ways of cutting the whole data set into batches of the
 same size would leave as padding (no model runs for it): each sequence's pad share, and the share of a
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,16 +66,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+BOUND, PROBE = "zero-padding bound", "one row, 8 + 8 tokens"
+
+
 def forms(features, model, tokenizer) -> dict[str, dict]:
-    """One batch in the five forms of the module doc."""
+    """One batch in the forms of the module doc."""
     sumtune = data.data_collator(tokenizer, model)(features)
     unrounded = transformers.DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=data.IGNORE_INDEX)(features)
     bound = EqualRows(model)(features)
     summaries_unpadded = dict(unrounded, labels=bound["labels"], decoder_input_ids=bound["decoder_input_ids"])
-    masked = dict(bound, attention_mask=bound["attention_mask"].clone())
-    masked["attention_mask"][0, -1] = 0
+    probe = EqualRows(model)([{key: features[0][key][:8] for key in ("input_ids", "labels")}])
     return {"sumtune (multiple of 8)": sumtune, "no rounding": unrounded, "summaries unpadded": summaries_unpadded,
-            "bound + one masked position": masked, "zero-padding bound": bound}
+            BOUND: bound, PROBE: probe}
 
 
 def positions(batch) -> tuple[int, int, int]:
@@ -164,7 +169,7 @@ def main(argv=None) -> int:
     names = list(batches[0])
     model.train()
     bf16 = args.precision == "bf16"
-    times = {(at, name): [] for at in range(len(batches)) for name in names}
+    times = {(at, name): [] for at in range(len(batches)) for name in names}  # seconds, one per round
     for round_ in range(args.rounds):
         for at, batch in enumerate(batches):
             shift = (round_ + at) % len(names)  # a rotating order, as in train_throughput.py
@@ -173,22 +178,28 @@ def main(argv=None) -> int:
         print(f"round {round_ + 1}/{args.rounds}: " + "  ".join(
             f"{name} {sum(times[at, name][-1] for at in range(len(batches))):.1f} s" for name in names)
               + f"  load {load_average()}", flush=True)
-    fastest = {name: sum(min(times[at, name]) for at in range(len(batches))) for name in names}
-    bound = fastest["zero-padding bound"]
-    bound_real = sum(positions(batch["zero-padding bound"])[0] for batch in batches)
-    lines = ["| form | real tokens | source positions | summary positions | seconds (forward + backward, fastest) | "
-             "of the bound (per real token) |", "|---|---:|---:|---:|---:|---:|"]
+    per_round = {name: [sum(times[at, name][round_] for at in range(len(batches))) for round_ in range(args.rounds)]
+                 for name in names}  # seconds of all batches, round by round
+    real = {name: sum(positions(batch[name])[0] for batch in batches) for name in names}
+    shares = {name: sorted((real[name] / form) / (real[BOUND] / bound)
+                           for form, bound in zip(per_round[name], per_round[BOUND])) for name in names}
+    fixed = statistics.median(probe / bound for probe, bound in zip(per_round[PROBE], per_round[BOUND]))
+    lines = ["| form | real tokens | source positions | summary positions | seconds a round (median) | "
+             "of the bound per real token: median (lowest–highest round) |", "|---|---:|---:|---:|---:|---:|"]
     for name in names:
-        real, source, summary = (sum(values) for values in zip(*(positions(batch[name]) for batch in batches)))
-        lines.append(f"| {name} | {real:,} | {source:,} | {summary:,} | {fastest[name]:.1f} | "
-                     f"{(real / fastest[name]) / (bound_real / bound):.1%} |")
+        _, source, summary = (sum(values) for values in zip(*(positions(batch[name]) for batch in batches)))
+        share = shares[name]
+        lines.append(f"| {name} | {real[name]:,} | {source:,} | {summary:,} | {statistics.median(per_round[name]):.1f} | "
+                     + (f"{statistics.median(share):.1%} ({share[0]:.1%}–{share[-1]:.1%}) |" if name != PROBE
+                        else f"(its time is {fixed:.1%} of the bound's) |"))
     facts = {
         "position costs": f"a source position goes through {cost[0] / 1e6:.1f}M parameters, a summary position "
                           f"{cost[1] / 1e6:.1f}M ({cost[1] / cost[0]:.2f}×)",
         "batches": f"{len(batches)} of sumtune's first {args.steps} (every {args.every}th), {sum(map(len, picked))} examples",
         "model": f"{cfg.model.architecture} '{cfg.model.size}' preset from {args.config}, LoRA "
                  f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), {args.precision}",
-        "rounds": f"{args.rounds}; each batch in each form counts its fastest round",
+        "rounds": f"{args.rounds}; share of the bound: the form's real tokens/s ÷ the bound's, over all batches within "
+                  f"a round, median over rounds",
         "machine": machine_fact(load_before),
         "versions": versions_line("python", "torch", "transformers", "peft"),
     }

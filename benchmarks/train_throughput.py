@@ -118,7 +118,6 @@ VARIANTS = [
     Variant("bound", "zero-padding bound", "buckets", NONE, precision="default", equal_rows=True),
     Variant("bound32", "zero-padding bound fp32", "buckets", NONE, equal_rows=True),
 ]
-LANE_KEYS = [v.key for v in VARIANTS]
 
 
 class PadToMaxLength:
@@ -210,7 +209,6 @@ class Lane:
     def __init__(self, cfg, plan, model, tokenizer, train_set, variant: Variant, root: Path, steps: int,
                  precision: str, max_tokens: int, same_examples: list[list[int]]):
         cfg = cfg.model_copy(deep=True)
-        cfg.training.max_tokens_per_batch = None
         cfg.training.group_by_length = variant.sampler != "random"
         cfg.training.max_tokens_per_batch = max_tokens if variant.token_budget else None
         cfg.training.precision = precision if variant.precision == "default" else variant.precision
