@@ -7,8 +7,8 @@ The batches are those of ``train_throughput.py``'s sumtune lane (sumtune's exact
 seed; every ``--every``-th of its first ``--steps``). Each is trained forward + backward in four forms,
 which differ in one thing at a time:
 
-1. sumtune: dynamic padding to a multiple of 8 (``sumtune.data.data_collator``), what ``sumtune train`` does;
-2. no rounding: the same padding without ``pad_to_multiple_of``;
+1. rounded to 8: dynamic padding to a multiple of 8, what ``sumtune train`` does on a GPU;
+2. sumtune: dynamic padding without rounding (``sumtune.data.data_collator`` on a CPU);
 3. summaries unpadded: 2's padded sources, with the summaries laid end to end in equal rows;
 4. the zero-padding bound: sources and summaries both in equal rows (``train_throughput.EqualRows``);
 
@@ -43,8 +43,9 @@ import torch
 import transformers
 
 from sumtune import backends, data
-from sumtune.batching import LengthBuckets, example_shapes
+from sumtune.batching import LengthBuckets, example_shapes, least_padded_work
 from sumtune.config import load_config
+from sumtune.train import position_weights
 
 from common import load_average, machine_fact, publish, versions_line
 from train_throughput import DEFAULT_CONFIG, EqualRows, timed_batches
@@ -71,12 +72,13 @@ BOUND, PROBE = "zero-padding bound", "one row, 8 + 8 tokens"
 
 def forms(features, model, tokenizer) -> dict[str, dict]:
     """One batch in the forms of the module doc."""
-    sumtune = data.data_collator(tokenizer, model)(features)
-    unrounded = transformers.DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=data.IGNORE_INDEX)(features)
+    rounded = transformers.DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=data.IGNORE_INDEX,
+                                                  pad_to_multiple_of=8)(features)
+    unrounded = data.data_collator(tokenizer, model)(features)
     bound = EqualRows(model)(features)
     summaries_unpadded = dict(unrounded, labels=bound["labels"], decoder_input_ids=bound["decoder_input_ids"])
     probe = EqualRows(model)([{key: features[0][key][:8] for key in ("input_ids", "labels")}])
-    return {"sumtune (multiple of 8)": sumtune, "no rounding": unrounded, "summaries unpadded": summaries_unpadded,
+    return {"rounded to 8 (GPU)": rounded, "sumtune (CPU)": unrounded, "summaries unpadded": summaries_unpadded,
             BOUND: bound, PROBE: probe}
 
 
@@ -98,20 +100,24 @@ def sort_orders(shapes, batch_size: int, seed: int, cost: tuple[float, float]) -
     by_source = sorted(every, key=lambda i: shapes[i])
     shuffled = list(every)
     random.Random(seed).shuffle(shuffled)
-    orders = {
-        "source, then summary (sumtune)": by_source,
-        "source + summary": sorted(every, key=lambda i: (sum(shapes[i]), shapes[i])),
-        **{f"source, then summary inside every {k} batches": window_sorted(by_source, shapes, k * batch_size)
+    cut = lambda order: [order[at:at + batch_size] for at in range(0, len(order), batch_size)]  # noqa: E731
+    ascending = [shapes[i] for i in by_source]
+    layouts = {
+        "stretches re-sorted by summary (sumtune)": [[by_source[p] for p in batch]
+                                                     for batch in least_padded_work(ascending, batch_size, cost)],
+        "source, then summary": cut(by_source),
+        "source + summary": cut(sorted(every, key=lambda i: (sum(shapes[i]), shapes[i]))),
+        **{f"source, then summary inside every {k} batches": cut(window_sorted(by_source, shapes, k * batch_size))
            for k in (2, 4)},
-        "random ((b))": shuffled,
+        "random ((b))": cut(shuffled),
     }
     lines = ["| batches cut from | rounded to | source pad | summary pad | real share of the work |",
              "|---|---:|---:|---:|---:|"]
-    for name, order in orders.items():
+    for name, batches in layouts.items():
         for multiple in (8, 1):
             real, padded = [0, 0], [0, 0]
-            for at in range(0, len(order), batch_size):
-                rows = [shapes[i] for i in order[at:at + batch_size]]
+            for batch in batches:
+                rows = [shapes[i] for i in batch]
                 for side in (0, 1):
                     real[side] += sum(row[side] for row in rows)
                     padded[side] += len(rows) * -(-max(row[side] for row in rows) // multiple) * multiple
@@ -119,14 +125,6 @@ def sort_orders(shapes, batch_size: int, seed: int, cost: tuple[float, float]) -
             lines.append(f"| {name} | {multiple} | {1 - real[0] / padded[0]:.1%} | {1 - real[1] / padded[1]:.1%} | "
                          f"{work(real) / work(padded):.1%} |")
     return "\n".join(lines)
-
-
-def position_costs(model) -> tuple[float, float]:
-    """Parameters a source position and a summary position go through (encoder layers; decoder layers
-    plus the output layer): what a position costs, forward and backward, up to a common factor."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    layers = lambda stack: sum(p.numel() for name, p in stack.named_parameters() if "embed" not in name)  # noqa: E731
-    return float(layers(base.get_encoder())), float(layers(base.get_decoder()) + base.get_output_embeddings().weight.numel())
 
 
 def forward_backward(model, batch, bf16: bool) -> float:
@@ -155,14 +153,14 @@ def main(argv=None) -> int:
     model, tokenizer = base.model, base.tokenizer
     train_set = data.encode_examples(examples, cfg, tokenizer, "train")
     shapes = example_shapes(train_set, cfg.arch.kind)
-    cost = position_costs(model)
+    cost = position_weights(model)
     orders = sort_orders(shapes, cfg.training.per_device_train_batch_size, cfg.training.seed, cost)
     print(orders, flush=True)
     if not args.rounds:
-        publish(orders + f"\n\n- position costs: source {cost[0] / 1e6:.1f}M parameters, summary {cost[1] / 1e6:.1f}M "
-                f"({cost[1] / cost[0]:.2f}×), {args.config} at model.size {cfg.model.size}\n", args.out)
+        publish(orders + f"\n\n- position costs (sumtune.train.position_weights): a summary position costs {cost[1]:.2f} "
+                f"source positions, {args.config} at model.size {cfg.model.size}\n", args.out)
         return 0
-    buckets = LengthBuckets(shapes, cfg.training.per_device_train_batch_size, cfg.training.seed)
+    buckets = LengthBuckets(shapes, cfg.training.per_device_train_batch_size, cfg.training.seed, weights=cost)
     picked = timed_batches(buckets, args.steps)[::args.every]
     columns = ("input_ids", "attention_mask", "labels")
     batches = [forms([{key: train_set[i][key] for key in columns} for i in batch], model, tokenizer) for batch in picked]
@@ -193,8 +191,8 @@ def main(argv=None) -> int:
                      + (f"{statistics.median(share):.1%} ({share[0]:.1%}–{share[-1]:.1%}) |" if name != PROBE
                         else f"(its time is {fixed:.1%} of the bound's) |"))
     facts = {
-        "position costs": f"a source position goes through {cost[0] / 1e6:.1f}M parameters, a summary position "
-                          f"{cost[1] / 1e6:.1f}M ({cost[1] / cost[0]:.2f}×)",
+        "position costs": f"a summary position costs {cost[1]:.2f} source positions (parameters it goes through, "
+                          "sumtune.train.position_weights)",
         "batches": f"{len(batches)} of sumtune's first {args.steps} (every {args.every}th), {sum(map(len, picked))} examples",
         "model": f"{cfg.model.architecture} '{cfg.model.size}' preset from {args.config}, LoRA "
                  f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), {args.precision}",

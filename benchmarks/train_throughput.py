@@ -9,7 +9,7 @@ seed, then deep-copied) on the same data, with the same batch size and number of
 
 - sumtune: what ``sumtune train`` does: the HF Trainer from ``sumtune.train.build_hf_trainer`` with
   exact length bucketing (``sumtune.batching``) and dynamic padding (``sumtune.data.data_collator``:
-  DataCollatorForSeq2Seq, pad_to_multiple_of=8), at sumtune's default precision
+  DataCollatorForSeq2Seq, lengths rounded to a multiple of 8 on a GPU only), at sumtune's default precision
   (``training.precision: auto``, ``--precision``);
 - sumtune fp32: the same at fp32, when the default is not fp32 (the ratios at equal precision);
 - sumtune, token budget: the same with ``training.max_tokens_per_batch`` (``--max-tokens``);
@@ -18,7 +18,7 @@ seed, then deep-copied) on the same data, with the same batch size and number of
 - (a) every example padded to max_source_length, labels to max_target_length (done here, in this
   script's own collator, never in sumtune), random order, fp32;
 - (b) random order + dynamic padding (``training.group_by_length: false``): what HF's
-  run_summarization example does, fp32;
+  run_summarization example does (it too rounds to 8 only under fp16), fp32;
 - the zero-padding bound, at sumtune's default precision and in fp32: the same steps on the same real
   tokens with no padding: each of sumtune's batches, its source tokens and its label tokens laid end to
   end and cut into as many rows of one length.
@@ -57,7 +57,7 @@ from sumtune import artifacts, backends, data
 from sumtune.config import load_config
 from sumtune.batching import LengthBuckets, example_shapes
 from sumtune.precision import resolve_precision
-from sumtune.train import build_hf_trainer, count_parameters
+from sumtune.train import build_hf_trainer, count_parameters, position_weights
 
 from common import load_average, machine_fact, machine_line, publish, versions_line
 
@@ -106,7 +106,7 @@ class Variant:
 
 
 SAMPLERS = {"buckets": "exact length buckets", "hf": "HF length-grouped", "random": "random"}
-DYNAMIC = "dynamic, multiple of 8"
+DYNAMIC = "dynamic" if not torch.cuda.is_available() else "dynamic, multiple of 8"
 NONE = "none: equal-length rows"
 VARIANTS = [
     Variant("sumtune", "sumtune", "buckets", DYNAMIC, precision="default"),
@@ -420,7 +420,7 @@ def main(argv=None) -> int:
     variants = [v for v in VARIANTS if v.key not in args.skip
                 and (v.key not in ("fp32", "bound32") or default_precision.used != "fp32")]
     # (a) and (b): random batches of the examples sumtune's timed steps train on (its own sampler, same seed)
-    timed = timed_batches(LengthBuckets(shapes, batch_size, cfg.training.seed), steps)
+    timed = timed_batches(LengthBuckets(shapes, batch_size, cfg.training.seed, weights=position_weights(model)), steps)
     same_examples = random_batches(timed, cfg.training.seed)
 
     sources = [len(tokenizer(e.dialogue)["input_ids"]) for e in examples]

@@ -16,11 +16,11 @@ from accelerate.data_loader import BatchSamplerShard
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 import bucket_order
-from sumtune.batching import LengthBuckets, example_shapes, padding_share, token_budget_sizes
+from sumtune.batching import LengthBuckets, consecutive, example_shapes, least_padded_work, padded_size, padding_share, token_budget_sizes
 from sumtune.config import ConfigError, load_config
 from sumtune.data import encode_examples, read_examples, tokenizer_training_texts, Splits
 from sumtune.loading import train_tokenizer
-from sumtune.train import length_buckets
+from sumtune.train import length_buckets, position_weights
 from test_training import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +120,50 @@ def test_seq2seq_examples_sort_by_source_then_target_and_causal_by_the_whole_seq
     assert [b for b in LengthBuckets(example_shapes(columns, "seq2seq"), 2, seed=0).batches(0) if len(b) == 2] == [[2, 0]]
     causal = {"input_ids": [[1, 2, 3], [4]], "labels": [[-100, 2, 3], [4]]}
     assert example_shapes(causal, "causal") == [(3,), (1,)]
+
+
+def weighted_work(layout, ascending, weights):
+    return sum(padded_size([ascending[p] for p in batch], weights) for batch in layout)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (1.0, 1.9)])
+def test_seq2seq_batches_are_cut_from_stretches_re_sorted_by_summary_when_that_leaves_less_padded_work(weights):
+    # sources climb slowly while summaries alternate short/long: a cut of the source order pads every
+    # batch's summaries to the long ones; re-sorting stretches by summary pairs the long ones together
+    shapes = sorted((100 + i, 5 if i % 2 else 60) for i in range(64))
+    layout = least_padded_work(shapes, 8, weights)
+    assert sorted(p for batch in layout for p in batch) == list(range(64)) and {len(b) for b in layout} == {8}
+    plain = consecutive([8] * 8)
+    assert all(len({shapes[p][1] for p in batch}) == 1 for batch in layout)  # no summary padding left
+    assert weighted_work(layout, shapes, weights) < 0.9 * weighted_work(plain, shapes, weights)
+    # where summaries follow the sources, the source order is already best and is kept
+    follows = [(100 + i, 10 + i) for i in range(64)]
+    assert least_padded_work(follows, 8, weights) == plain
+
+
+def test_the_stretch_cut_keeps_the_remainder_batch_first_and_every_example_once_every_epoch():
+    shapes = [((7 * i) % 23 + 10, (5 * i) % 11 + 1) for i in range(45)]
+    buckets = LengthBuckets(shapes, batch_size=4, seed=1, weights=(1.0, 2.0))
+    for epoch in range(3):
+        batches = buckets.batches(epoch)
+        assert flat(batches) == list(range(45)) and sorted(map(len, batches)) == [1] + [4] * 11
+    ascending = sorted(shapes)
+    assert buckets.layout[0] == [0]  # the shortest example's batch takes the remainder
+    assert weighted_work(buckets.layout, ascending, (1.0, 2.0)) <= weighted_work(consecutive([1] + [4] * 11), ascending, (1.0, 2.0))
+
+
+def test_a_summary_position_weighs_what_the_decoder_and_output_layer_cost_against_the_encoder(tmp_path):
+    from sumtune import backends
+
+    for family, expected in (("bart", "seq2seq"), ("gpt2", "causal")):
+        cfg = tiny_config(tmp_path, family)
+        plan = backends.resolve(cfg, backends.probe_machine(cfg))
+        model = backends.load(plan, cfg, ["안녕하세요 반갑습니다"] * 20).model
+        weights = position_weights(model)
+        if expected == "seq2seq":  # decoder layers have cross-attention, and the output layer comes on top
+            assert weights[0] == 1.0 and weights[1] > 1.2, weights
+        else:
+            assert weights is None
 
 
 def test_max_tokens_per_batch_without_group_by_length_is_a_config_error(tmp_path):

@@ -201,7 +201,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
             callbacks=all_callbacks,
             compute_loss_func=loss_func,
         )
-    trainer.length_buckets = length_buckets(cfg, train_set, ranks=args.world_size)
+    trainer.length_buckets = length_buckets(cfg, train_set, ranks=args.world_size, model=model)
     if packing.used and not trainer.is_deepspeed_enabled:  # (ZeRO-3 weights run only inside the DeepSpeed engine)
         log.info("packing checked: a packed example's logits do not depend on the example before it (difference %.2g)",
                  check_packed_attention(trainer.model))
@@ -257,6 +257,18 @@ class StopOnDivergence:
         )
 
 
+def position_weights(model) -> Optional[tuple[float, float]]:
+    """What a source and a summary position cost an encoder-decoder ``model``, as the parameters each
+    passes through (the encoder's layers; the decoder's and the output layer; KoBART: 1 : 1.87), for
+    ``LengthBuckets``; None for other models (one sequence per example)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(getattr(base, "config", None), "is_encoder_decoder", False):
+        return None
+    layers = lambda stack: sum(p.numel() for name, p in stack.named_parameters() if "embed" not in name)  # noqa: E731
+    encoder = layers(base.get_encoder())
+    return (1.0, (layers(base.get_decoder()) + base.get_output_embeddings().weight.numel()) / encoder) if encoder else None
+
+
 class LengthBucketing:
     """Training batches from ``batching.LengthBuckets`` (``training.group_by_length``) when
     ``length_buckets`` is set, else the Trainer's own loader (random order).
@@ -291,13 +303,13 @@ class LengthBucketing:
         return loader
 
 
-def length_buckets(cfg: RunConfig, train_set, ranks: int) -> Optional[LengthBuckets]:
+def length_buckets(cfg: RunConfig, train_set, ranks: int, model=None) -> Optional[LengthBuckets]:
     """The batch sampler for ``train_set`` when ``training.group_by_length`` is on, else None."""
     t = cfg.training
     if not t.group_by_length:
         return None
     buckets = LengthBuckets(example_shapes(train_set, cfg.arch.kind), t.per_device_train_batch_size, t.seed,
-                            max_tokens=t.max_tokens_per_batch, ranks=ranks)
+                            max_tokens=t.max_tokens_per_batch, ranks=ranks, weights=position_weights(model))
     if t.max_tokens_per_batch:
         too_long = sum(sum(shape) > t.max_tokens_per_batch for shape in buckets.shapes)
         if too_long:
