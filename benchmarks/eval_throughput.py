@@ -162,7 +162,7 @@ def peer_generate_kwargs(cfg: RunConfig) -> dict:
     """The generation settings a user passes by hand; the rest comes from the model's generation config."""
     gen = cfg.generation
     return dict(max_new_tokens=gen.max_new_tokens, num_beams=gen.num_beams, no_repeat_ngram_size=gen.no_repeat_ngram_size,
-                length_penalty=gen.length_penalty, early_stopping=gen.num_beams > 1)  # early_stopping as generate_summaries
+                length_penalty=gen.length_penalty, early_stopping=gen.early_stopping)  # as generate_summaries
 
 
 def decoded(tokenizer, tokens) -> list[str]:
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
                      + (f"; trained by sumtune for {args.epochs:g} epochs on the same data" if args.run is None else ""),
             "generation (every variant)": f"num_beams {gen.num_beams}, max_new_tokens {gen.max_new_tokens}, "
                                           f"no_repeat_ngram_size {gen.no_repeat_ngram_size}, length_penalty "
-                                          f"{gen.length_penalty}, early_stopping {gen.num_beams > 1}, max_source_length "
+                                          f"{gen.length_penalty}, early_stopping {gen.early_stopping}, max_source_length "
                                           f"{cfg.data.max_source_length}; generation.batch_size {gen.batch_size}, "
                                           f"generation.max_tokens_per_batch {gen.max_tokens_per_batch}",
             "sumtune's default precision": f"generation.precision auto → {precision.used} ({precision.reason})",

@@ -202,3 +202,48 @@ def test_generation_feeds_one_new_token_per_step_even_when_the_cache_is_switched
     generate_summaries(model, loaded.tokenizer, dialogues(2), cfg, progress=False)
     assert len(fed) > 2
     assert fed[1:] == [1] * (len(fed) - 1), f"{family}: positions fed per step {fed} (recomputed without the cache)"
+
+
+# --- beam search returns the best finished summary ------------------------------------------------
+
+PAD, EOS, A, B, C = 0, 1, 3, 4, 5
+# next-token log-probabilities by how many tokens were generated: the best summary is A B C, while an
+# empty one (EOS first) and a cut one (A EOS) finish sooner with low scores. A tiny KoBART memorising one
+# summary did this, and its 2-beam search returned the summary cut one token short
+SCRIPT = [{A: 0.0, EOS: -9.0}, {B: 0.0, EOS: -9.0}, {C: 0.0, EOS: -9.0}, {EOS: 0.0}]
+
+
+def scripted_lm(prompt_length: int):
+    from transformers import GenerationMixin, GPT2Config, GPT2PreTrainedModel
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    class Scripted(GPT2PreTrainedModel, GenerationMixin):
+        def __init__(self, config):
+            super().__init__(config)
+            self.anchor = torch.nn.Parameter(torch.zeros(1))  # a device and a dtype for generate()
+
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):
+            generated = attention_mask.shape[1] - prompt_length
+            logits = torch.full((*input_ids.shape, self.config.vocab_size), -30.0)
+            for token, value in SCRIPT[min(generated, len(SCRIPT) - 1)].items():
+                logits[:, -1, token] = value
+            return CausalLMOutputWithPast(logits=logits)
+
+    return Scripted(GPT2Config(vocab_size=8, n_embd=8, n_layer=1, n_head=1, pad_token_id=PAD, eos_token_id=EOS)).eval()
+
+
+def test_beam_search_with_sumtunes_settings_returns_the_best_summary_not_the_first_finished(tmp_path):
+    from sumtune.generate import generation_settings
+
+    cfg = tiny(tmp_path, "gpt2", "generation.num_beams=2", "generation.max_new_tokens=10")
+    prompt = torch.tensor([[2, 6]])
+    model = scripted_lm(prompt_length=prompt.shape[1])
+    settings = generation_settings(model, SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS), cfg)
+
+    def summary(**change):
+        return model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), **{**settings, **change})[0, 2:].tolist()
+
+    assert summary() == [A, B, C, EOS]
+    assert summary(early_stopping="never") == [A, B, C, EOS]
+    # early_stopping=True stops once num_beams hypotheses have finished: the empty one and the cut one
+    assert summary(early_stopping=True) == [A, EOS]

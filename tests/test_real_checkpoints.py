@@ -298,7 +298,8 @@ def test_a_tokenizer_without_eos_is_refused_before_any_model_with_the_fix(tmp_pa
 
 
 def test_tiny_kobart_with_the_real_tokenizer_stops_and_predict_reproduces_it(tmp_path):
-    """The acceptance run from the command line: train on a memorised set, then `sumtune predict`."""
+    """The acceptance run from the command line: train on a memorised set, then `sumtune predict`.
+    (At a constant 1e-2, dropout on, the loss of some seeds jumps from 0.001 back to 0.1 near the end.)"""
     import subprocess
     import sys
 
@@ -306,7 +307,7 @@ def test_tiny_kobart_with_the_real_tokenizer_stops_and_predict_reproduces_it(tmp
     train_done = subprocess.run(
         [sys.executable, "-m", "sumtune.cli", "train", "config/model_configs/tiny_kobart.yaml",
          "--set", f"output.root={tmp_path}", "--set", f"data.train_file={data}", "--set", f"data.eval_file={data}",
-         "--set", "qlora.use_qlora=false", "--set", "training.max_steps=80", "--set", "training.learning_rate=1e-2",
+         "--set", "qlora.use_qlora=false", "--set", "training.max_steps=80", "--set", "training.learning_rate=5e-3",
          "--set", "training.lr_scheduler_type=constant", "--set", "training.save_strategy=no",
          "--set", "training.eval_strategy=no", "--set", "generation.max_new_tokens=40"],
         cwd=REPO, capture_output=True, text=True, timeout=600)

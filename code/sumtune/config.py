@@ -287,6 +287,7 @@ class GenerationConfig(_Section):
     max_new_tokens: int = Field(100, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
     length_penalty: float = 1.0
+    early_stopping: Union[bool, Literal["never"]] = Field(False, description="Beam search: false (transformers' default) stops when no live beam is likely to beat the finished ones; never: only when none can; true: as soon as num_beams hypotheses have finished, which may return a cut summary (an empty one finished at the first step counts), so it is no default here.")
     batch_size: int = Field(16, gt=0, description="Examples per generate() call when max_tokens_per_batch is null; a config that sets batch_size and not max_tokens_per_batch gets fixed batches of batch_size.")
     max_tokens_per_batch: Optional[int] = Field(32768, gt=0, description="As many length-sorted prompts per generate() call as keep rows x (longest prompt + max_new_tokens) x num_beams within this many positions, so that short prompts go in bigger batches (a longer prompt goes alone); measured 1.4x faster than batches of 16 in bf16 on CPU (docs/benchmarks/eval_throughput.md). null: batch_size examples per call.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="bf16: generate under bfloat16 autocast. auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 or AMX-BF16, else fp32 (sumtune/precision.py).")

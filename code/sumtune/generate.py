@@ -99,7 +99,7 @@ def generation_settings(model, tokenizer, cfg: RunConfig) -> dict:
         num_beams=gen.num_beams,
         no_repeat_ngram_size=gen.no_repeat_ngram_size,
         length_penalty=gen.length_penalty,
-        early_stopping=gen.num_beams > 1,
+        early_stopping=gen.early_stopping,
         do_sample=False,  # sumtune's settings are the whole story: Llama-3's published generation config samples
         use_cache=True,  # the Trainer leaves model.config.use_cache False after training; generate must not recompute
         pad_token_id=tokenizer.pad_token_id,
