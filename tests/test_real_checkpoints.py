@@ -50,7 +50,9 @@ END_TOKEN = {
 }
 SOURCE_LIMIT, TARGET_LIMIT = 160, 24  # small, so that the longest sample dialogues and summaries are cut
 MAX_NEW_TOKENS = TARGET_LIMIT + 16  # more than the memorised summary can take
-MEMORISE = {"seq2seq": (1e-2, 200), "causal": (3e-3, 100)}  # learning rate, steps: measured to memorise one example
+# learning rate, steps, schedule: measured to memorise one example. Seq2seq decays: at a constant 1e-2 Adam
+# drove the KoBART-shape loss to 0.0015 by step 50, then back up to 0.3-1.7; at 3e-3 mT5 and T5 did not memorise
+MEMORISE = {"seq2seq": (1e-2, 200, "linear"), "causal": (3e-3, 100, "constant")}
 
 
 @pytest.fixture(scope="session")
@@ -199,11 +201,11 @@ def test_a_memorised_example_stops_on_the_taught_end_token(stem, tmp_path, token
     shipped = load_config(CONFIGS / f"{stem}.yaml", check_files=False)
     memorise = memorised_set(tmp_path / "one.csv", "en" if shipped.data.train_file.name.startswith("en_") else "ko")
     kind = shipped.arch.kind
-    learning_rate, steps = MEMORISE[kind]
+    learning_rate, steps, schedule = MEMORISE[kind]
     cfg = real_shaped(stem, tmp_path / "full", tokenizer_dir, "qlora.use_qlora=false", "qlora.load_in_4bit=false",
                       "backend=auto", f"data.train_file={memorise}", f"data.eval_file={memorise}",
                       f"training.max_steps={steps}", f"training.learning_rate={learning_rate}", "training.warmup_ratio=0",
-                      "training.lr_scheduler_type=constant", "generation.num_beams=1",
+                      f"training.lr_scheduler_type={schedule}", "generation.num_beams=1",
                       f"generation.max_new_tokens={MAX_NEW_TOKENS}")
     run = train(cfg, callbacks=[NoDropout()]).run
     trained = sumtune.load(run.model_dir)
