@@ -152,6 +152,17 @@ def test_auto_dtype_is_bf16_only_for_a_frozen_pretrained_base_on_a_bf16_gpu(monk
     assert loading.load_dtype(cfg) == expected
 
 
+@pytest.mark.parametrize("cpu_flags, warned", [([], True), (["avx512_bf16"], False)])
+def test_an_explicit_bf16_dtype_on_a_cpu_that_emulates_bf16_is_warned_about(monkeypatch, caplog, cpu_flags, warned):
+    monkeypatch.setattr(logging.getLogger("sumtune"), "propagate", True)  # an earlier CLI test may have turned it off
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: cpu_flags)
+    cfg = load_config(TINY_BART, ["model.dtype=bf16"], check_files=False)
+    with caplog.at_level(logging.WARNING, logger="sumtune"):
+        assert loading.load_dtype(cfg) == "bfloat16"  # honoured either way
+    assert any("emulates bf16" in r.getMessage() and "model.dtype: auto" in r.getMessage() for r in caplog.records) == warned
+
+
 def test_an_explicit_dtype_builds_a_scratch_model_in_it(run):
     cfg = tiny(run.root, "bart", "model.dtype=bf16")
     tokenizer = sumtune.load(run.model_dir).tokenizer

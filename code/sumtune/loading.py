@@ -28,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .architectures import SIZE_PRESETS, Architecture
 from .config import RunConfig
+from .machine import cpu_bf16_flags
 from .records import atomic_directory, write_json_atomic
 
 log = logging.getLogger("sumtune")
@@ -398,9 +399,14 @@ def load_dtype(cfg: RunConfig) -> str:
     QLoRA) on a GPU that supports it; float32 otherwise — on a CPU, for weights that train (full
     fine-tuning keeps fp32 master weights; the Trainer's bf16/fp16 autocast does the fast math), and for a
     scratch model, which is built in float32."""
-    if cfg.model.dtype != "auto":
-        return cfg.model.dtype
     import torch
+
+    if cfg.model.dtype != "auto":
+        if cfg.model.dtype == "bfloat16" and not torch.cuda.is_available() and not cpu_bf16_flags():
+            log.warning("model.dtype bfloat16 on a CPU without AVX512-BF16 or AMX-BF16: torch emulates bf16, so "
+                        "every matmul is slower than in float32 (a tiny Llama trained 10x slower); "
+                        "model.dtype: auto picks float32 here and bfloat16 on a GPU that has it")
+        return cfg.model.dtype
 
     frozen_base = cfg.qlora.use_qlora and cfg.backend != "full" and cfg.model.init == "pretrained"
     return "bfloat16" if frozen_base and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
