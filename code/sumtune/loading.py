@@ -12,6 +12,7 @@ an explicit dtype (``load_dtype``), ``model.device_map`` / ``model.max_memory`` 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -402,14 +403,24 @@ def load_dtype(cfg: RunConfig) -> str:
     import torch
 
     if cfg.model.dtype != "auto":
-        if cfg.model.dtype == "bfloat16" and not torch.cuda.is_available() and not cpu_bf16_flags():
-            log.warning("model.dtype bfloat16 on a CPU without AVX512-BF16 or AMX-BF16: torch emulates bf16, so "
-                        "every matmul is slower than in float32 (a tiny Llama trained 10x slower); "
-                        "model.dtype: auto picks float32 here and bfloat16 on a GPU that has it")
+        if cfg.model.dtype == "bfloat16":
+            warn_if_bf16_is_emulated()
         return cfg.model.dtype
 
     frozen_base = cfg.qlora.use_qlora and cfg.backend != "full" and cfg.model.init == "pretrained"
     return "bfloat16" if frozen_base and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
+@functools.lru_cache(maxsize=None)
+def warn_if_bf16_is_emulated() -> None:
+    """Once per process (a load asks for its dtype more than once): bfloat16 weights on a CPU without
+    AVX512-BF16 or AMX-BF16 run every matmul emulated."""
+    import torch
+
+    if not torch.cuda.is_available() and not cpu_bf16_flags():
+        log.warning("model.dtype bfloat16 on a CPU without AVX512-BF16 or AMX-BF16: torch emulates bf16, so "
+                    "every matmul is slower than in float32 (a tiny Llama trained 10x slower); "
+                    "model.dtype: auto picks float32 here and bfloat16 on a GPU that has it")
 
 
 def placement(model_cfg, default=None) -> dict:
