@@ -1,8 +1,21 @@
-"""Shared, generic fixtures: the repository root and a small CSV data file."""
+"""Shared, generic fixtures (the repository root, a small CSV data file) and the test lanes.
+
+Lanes (README, Tests): ``python -m pytest`` runs everything; the fast lane,
+``python -m pytest -m "not slow and not realweights"``, leaves out
+
+- ``slow``: tests that took ``SLOW_SECONDS`` or more (setup, call and teardown together) in the last
+  measured run, read from ``tests/durations.json`` — measured, not chosen by hand. Refresh the file with
+  ``python -m pytest --update-durations`` (a whole run, or any subset: only the tests run are rewritten).
+  ``FAST_LANE_KEEPS`` stay in the fast lane whatever they take: one memorisation case per end-token
+  mechanism.
+- ``realweights``: tests that load real checkpoints fetched by ``sumtune fetch`` (they skip, with the
+  reason, when nothing is fetched).
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,6 +23,45 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DURATIONS_FILE = Path(__file__).with_name("durations.json")
+SLOW_SECONDS = 2.0
+# one memorised example per way a summary's end is taught: the real KoBART tokenizer (no post-processor, EOS
+# added by sumtune), Llama-3's end of turn that is not its EOS, Qwen's ChatML <|im_end|>, Flan-T5's untied head
+FAST_LANE_KEEPS = {
+    "tests/test_real_checkpoints.py::test_a_memorised_example_stops_on_the_taught_end_token[kobart_unsloth]",
+    "tests/test_real_checkpoints.py::test_a_memorised_example_stops_on_the_taught_end_token[llama_3.2_korean_3b]",
+    "tests/test_real_checkpoints.py::test_a_memorised_example_stops_on_the_taught_end_token[qwen3_4b]",
+    "tests/test_real_checkpoints.py::test_a_memorised_example_stops_on_the_taught_end_token[flan_t5_base]",
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-durations", action="store_true",
+                     help=f"write each test's measured seconds into {DURATIONS_FILE.name} (the slow marker reads it)")
+
+
+def pytest_collection_modifyitems(config, items):
+    durations = json.loads(DURATIONS_FILE.read_text(encoding="utf-8")) if DURATIONS_FILE.is_file() else {}
+    for item in items:
+        if durations.get(item.nodeid, 0.0) >= SLOW_SECONDS and item.nodeid not in FAST_LANE_KEEPS:
+            item.add_marker(pytest.mark.slow)
+
+
+_MEASURED: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):  # setup, call and teardown: a module fixture counts where it runs
+    _MEASURED[report.nodeid] = _MEASURED.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if not session.config.getoption("--update-durations") or not _MEASURED:
+        return
+    if hasattr(session.config, "workerinput"):  # under xdist each worker reports to the controller
+        return
+    durations = json.loads(DURATIONS_FILE.read_text(encoding="utf-8")) if DURATIONS_FILE.is_file() else {}
+    durations.update({nodeid: round(seconds, 2) for nodeid, seconds in _MEASURED.items()})
+    DURATIONS_FILE.write_text(json.dumps(dict(sorted(durations.items())), indent=0) + "\n", encoding="utf-8")
 
 
 @pytest.fixture
@@ -34,6 +86,18 @@ def sample_csv(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_trained_runs(tmp_path_factory):
+    """Tiny trained runs several files use as they are (predict, compare, export): LoRA on the tiny BART
+    (seq2seq) and the tiny Llama (chat template), quick settings (tests/tiny_runs.py). Trained once per
+    session; tests that change a run work on a copy."""
+    from sumtune.train import train
+    from tiny_runs import tiny
+
+    root = tmp_path_factory.mktemp("tiny-runs")
+    return {family: train(tiny(root, family)).run for family in ("bart", "llama")}
+
+
 _SUMTUNE_LOGGER = logging.getLogger("sumtune")
 _SUMTUNE_LOGGER_AT_START = (list(_SUMTUNE_LOGGER.handlers), _SUMTUNE_LOGGER.propagate, _SUMTUNE_LOGGER.level)
 
@@ -46,6 +110,21 @@ def sumtune_logger_as_found():
     this fixture takes any snapshot.)"""
     yield
     _SUMTUNE_LOGGER.handlers[:], _SUMTUNE_LOGGER.propagate, _SUMTUNE_LOGGER.level = _SUMTUNE_LOGGER_AT_START
+
+
+_SESSION_DIRECTORY = os.getcwd()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After every fixture of a test is torn down (monkeypatch.chdir undone), the working directory must be
+    the session's: a test that moved it fails, and the next one starts where the session did."""
+    result = yield
+    moved = os.getcwd()
+    if moved != _SESSION_DIRECTORY:
+        os.chdir(_SESSION_DIRECTORY)
+        raise AssertionError(f"{item.nodeid} left the working directory at {moved} (use monkeypatch.chdir)")
+    return result
 
 
 @pytest.fixture(autouse=True)

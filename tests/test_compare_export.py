@@ -23,17 +23,7 @@ from sumtune.generate import generated_lengths
 from sumtune.loading import build_scratch_model, train_tokenizer
 from sumtune.records import read_records
 from sumtune.train import train
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
-FAST = ["training.max_steps=4", "training.eval_strategy=no", "training.save_strategy=no", "training.logging_steps=2",
-        "evaluation.max_examples=3", "generation.max_new_tokens=12"]
-
-
-def tiny(root: Path, family: str, *overrides: str):
-    data = [f"data.{key}_file={SAMPLE / f'ko_{split}.csv'}" for key, split in (("train", "train"), ("eval", "dev"), ("test", "test"))]
-    return load_config(REPO / "config" / "model_configs" / f"tiny_{family}.yaml", [f"output.root={root}", *data, *FAST, *overrides])
-
+from tiny_runs import REPO, SAMPLE, tiny
 
 def grown_checkpoint(root: Path) -> Path:
     """A local 'pretrained' BART whose tokenizer has no speaker tags: training adds them and grows the
@@ -49,11 +39,11 @@ def grown_checkpoint(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_trained_runs):
     """Tiny trained runs: scratch LoRA BART, LoRA on a 'pretrained' BART whose vocabulary grew, a causal
     Llama (chat template), and a fully fine-tuned BART."""
     root = tmp_path_factory.mktemp("runs")
-    found = {family: train(tiny(root, family)).run for family in ("bart", "llama")}
+    found = dict(tiny_trained_runs)
     found["grown"] = train(tiny(root / "grown", "bart", "model.init=pretrained", f"model.checkpoint={grown_checkpoint(root)}",
                                 "training.max_steps=2")).run
     found["full"] = train(tiny(root / "full", "bart", "qlora.use_qlora=false", "training.max_steps=2")).run

@@ -17,6 +17,7 @@ from sumtune.config import GenerationConfig, load_config
 from sumtune.generate import generate_summaries, generation_batches
 from sumtune.loading import load_base
 from sumtune.records import read_records
+from tiny_runs import tiny as tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -75,8 +76,7 @@ def test_a_budget_that_is_not_positive_is_refused_by_the_config(value, tmp_path)
 
 
 def tiny(root: Path, family: str, *overrides: str):
-    data = [f"data.{key}_file={SAMPLE / f'ko_{split}.csv'}" for key, split in (("train", "train"), ("eval", "dev"), ("test", "test"))]
-    return load_config(REPO / "config" / "model_configs" / f"tiny_{family}.yaml", [f"output.root={root}", *data, *overrides])
+    return tiny_config(root, family, *overrides, quick=False)
 
 
 def sample_texts() -> list[str]:

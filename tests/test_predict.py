@@ -13,7 +13,6 @@ import torch
 
 from sumtune import artifacts
 from sumtune.cli import main
-from sumtune.config import load_config
 from sumtune.generate import generate_summaries
 from sumtune.loading import build_scratch_model
 from sumtune.predict import PredictError, predict
@@ -21,30 +20,12 @@ from sumtune.trained import RunError, find_run_dir
 from sumtune.trained import load as load_trained
 from sumtune.records import read_records
 from sumtune.train import train
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
-FAST = [
-    "training.max_steps=4",
-    "training.eval_strategy=no",
-    "training.save_strategy=no",
-    "training.logging_steps=2",
-    "evaluation.max_examples=3",
-    "generation.max_new_tokens=12",
-]
-
-
-def tiny(root: Path, family: str, *overrides: str):
-    """A shipped tiny_* config, data paths made absolute so no test depends on the working directory."""
-    data = [f"data.{key}_file={SAMPLE / f'ko_{split}.csv'}" for key, split in (("train", "train"), ("eval", "dev"), ("test", "test"))]
-    return load_config(REPO / "config" / "model_configs" / f"tiny_{family}.yaml", [f"output.root={root}", *data, *FAST, *overrides])
-
+from tiny_runs import REPO, SAMPLE, tiny
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tiny_trained_runs):
     """One trained tiny seq2seq run (bart) and one causal run (llama: chat template), shared by the tests."""
-    root = tmp_path_factory.mktemp("runs")
-    return {family: train(tiny(root, family)).run for family in ("bart", "llama")}
+    return tiny_trained_runs
 
 
 def write_csv(path: Path, rows: list[dict], fields=("fname", "dialogue")) -> Path:

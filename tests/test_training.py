@@ -32,8 +32,13 @@ def tiny_config(tmp_path, family: str, *overrides: str):
     shipped = REPO / "config" / "model_configs" / f"tiny_{family}.yaml"
     path = shipped if shipped.exists() else REPO / "config" / "model_configs" / "tiny_bart.yaml"
     extra = [] if shipped.exists() else [f"model.architecture={family}", f"name=tiny_{family}"]
-    os.chdir(REPO)  # config data paths are relative to the repository root
     return load_config(path, [f"output.root={tmp_path}", *FAST, *extra, *overrides])
+
+
+@pytest.fixture(autouse=True)
+def in_the_repository(monkeypatch):
+    """The configs' data paths are relative to the repository root; the directory is restored after each test."""
+    monkeypatch.chdir(REPO)
 
 
 class WeightWatcher(TrainerCallback):
