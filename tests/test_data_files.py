@@ -414,3 +414,49 @@ def test_validate_reads_every_row_of_the_real_data_fast():
         assert checked.problems == [] and checked.warnings == [], name
         assert len(checked.examples) in (499, 500), name
         assert seconds < 1.0, (name, seconds)
+
+
+# --- row ranges and several references ---------------------------------------------------------------
+
+
+def config_on(tmp_path, train: Path, eval_: Path, *overrides: str):
+    return load_config(Path(__file__).resolve().parents[1] / "config" / "model_configs" / "tiny_bart.yaml",
+                       [f"data.train_file={train}", f"data.eval_file={eval_}", "data.test_file=null",
+                        f"output.root={tmp_path}", *overrides])
+
+
+def test_train_rows_and_eval_rows_give_disjoint_parts_of_one_file(tmp_path):
+    path = tmp_path / "all.csv"
+    path.write_text(csv_text([[f"r{i}", f"#Person1#: 대화 {i}", f"요약 {i}"] for i in range(10)]), encoding="utf-8")
+    splits = read_splits(config_on(tmp_path, path, path, "data.train_rows=0:7", "data.eval_rows='7:'"))
+    assert [e.id for e in splits.train] == [f"r{i}" for i in range(7)]
+    assert [e.id for e in splits.eval] == ["r7", "r8", "r9"]
+    with pytest.raises(ConfigError, match="data.train_rows"):
+        config_on(tmp_path, path, path, "data.train_rows=first-ten")
+    with pytest.raises(ConfigError, match=r"data.eval_rows: .*got 90: write START:END in quotes"):
+        config_on(tmp_path, path, path, "data.eval_rows=1:30")
+
+
+def test_reference_columns_score_the_dev_file_against_every_reference(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text(csv_text(ROWS), encoding="utf-8")
+    dev = tmp_path / "dev.csv"
+    dev.write_text(csv_text([["d1", "#Person1#: 안녕?", "첫째 요약", "둘째 요약", ""]],
+                            header=["fname", "dialogue", "summary1", "summary2", "summary3"]), encoding="utf-8")
+    cfg = config_on(tmp_path, train, dev, "data.reference_columns=[summary1,summary2,summary3]")
+    example = read_splits(cfg).eval[0]
+    assert example.summary == "첫째 요약" and example.scored_against == ("첫째 요약", "둘째 요약")  # the empty one is dropped
+    with pytest.raises(ConfigError, match=r"'summary4' \(data.reference_columns\)"):
+        config_on(tmp_path, train, dev, "data.reference_columns=[summary1,summary4]")
+
+
+def test_predictions_with_several_references_are_written_and_scored_against_all(tmp_path):
+    from sumtune.artifacts import new_run
+
+    run = new_run("multi", tmp_path)
+    path = run.write_predictions(["a", "b"], ["the cat sat", "a dog ran"], [["the cat sat", "a cat sat"], ["dogs run"]])
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "prediction", "reference", "reference2"] and rows[1]["reference2"] == ""
+    result = score_files(path, tokenizer="english")
+    assert result.n_examples == 2 and result.rouge1 > 0.5

@@ -34,7 +34,9 @@ EXPECTED_CHECKPOINTS = {
     "flan-t5": {"google/flan-t5-base"},
     "kogpt2": {"skt/kogpt2-base-v2"},
     "kobart": {"gogamza/kobart-base-v2"},
-    "llama": {"Bllossom/llama-3.2-Korean-Bllossom-3B"},
+    "llama": {"Bllossom/llama-3.2-Korean-Bllossom-3B", "fetched:smollm2-135m-instruct"},
+    "gemma3": {"fetched:gemma3-270m"},
+    "bert": {"beomi/kcbert-base", "fetched:all-minilm-l6-v2"},
 }
 
 

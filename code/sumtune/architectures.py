@@ -117,6 +117,11 @@ class Architecture:
     # encoder families: the classification head's modules, trained in full and saved with a LoRA adapter
     head_modules: tuple[str, ...] = ()
     position_offset: int = 0  # position ids a family reserves (RoBERTa counts from padding_idx + 1 = 2)
+    # ``model_type`` values of a checkpoint's config.json (or of the GGUF it is imported from) that this row
+    # reads; ``validate`` refuses a local checkpoint of another type and names the rows that take it
+    model_types: tuple[str, ...] = ()
+    # chat template for checkpoints that ship none (a base model); the tokenizer's own wins
+    chat_template: str = ""
 
     @property
     def task(self) -> str:
@@ -133,48 +138,66 @@ _SKT_SPECIALS = (("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<un
 # KoGPT2's model card loads its tokenizer with bos_token='</s>' (and the rest as above).
 _KOGPT2_SPECIALS = (("bos_token", "</s>"),) + _SKT_SPECIALS[1:]
 
+# Gemma's turn format (user and model turns; a system message leads the first user turn, as Gemma has no
+# system role). It writes <bos> itself: chat prompts are encoded without the tokenizer's specials.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set lead = namespace(text='') %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set lead.text = message['content'] + '\\n\\n' %}"
+    "{% else %}<start_of_turn>{{ 'model' if message['role'] == 'assistant' else 'user' }}\n"
+    "{% if message['role'] == 'user' %}{{ lead.text }}{% set lead.text = '' %}{% endif %}"
+    "{{ message['content'] }}<end_of_turn>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
 ARCHITECTURES: dict[str, Architecture] = {
     row.family: row
     for row in (
         Architecture("bart", "seq2seq", "AutoModelForSeq2SeqLM", "BartConfig", _bart_dims, _BART_LORA, "plain",
-                     reference="https://huggingface.co/facebook/bart-base/blob/main/config.json"),
+                     model_types=("bart",), reference="https://huggingface.co/facebook/bart-base/blob/main/config.json"),
         Architecture("kobart", "seq2seq", "AutoModelForSeq2SeqLM", "BartConfig", _bart_dims, _BART_LORA, "plain",
-                     reference="https://huggingface.co/gogamza/kobart-base-v2/blob/main/config.json",
+                     model_types=("bart",), reference="https://huggingface.co/gogamza/kobart-base-v2/blob/main/config.json",
                      tokenizer_specials=_SKT_SPECIALS),
         Architecture("t5", "seq2seq", "AutoModelForSeq2SeqLM", "T5Config", _t5_dims, _T5_LORA, "prefix",
-                     prefix="summarize: ", reference="https://huggingface.co/google-t5/t5-base/blob/main/config.json"),
+                     prefix="summarize: ", model_types=("t5",), reference="https://huggingface.co/google-t5/t5-base/blob/main/config.json"),
         Architecture("flan-t5", "seq2seq", "AutoModelForSeq2SeqLM", "T5Config", _t5_dims, _T5_LORA, "prefix",
-                     prefix="summarize: ", reference="https://huggingface.co/google/flan-t5-base/blob/main/config.json"),
+                     prefix="summarize: ", model_types=("t5",), reference="https://huggingface.co/google/flan-t5-base/blob/main/config.json"),
         Architecture("mt5", "seq2seq", "AutoModelForSeq2SeqLM", "MT5Config", _t5_dims, _T5_LORA, "prefix",
-                     prefix="summarize: ", reference="https://huggingface.co/google/mt5-base/blob/main/config.json"),
+                     prefix="summarize: ", model_types=("mt5",), reference="https://huggingface.co/google/mt5-base/blob/main/config.json"),
         Architecture("gpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
-                     "tldr", reference="https://huggingface.co/openai-community/gpt2/blob/main/config.json"),
+                     "tldr", model_types=("gpt2",), reference="https://huggingface.co/openai-community/gpt2/blob/main/config.json"),
         Architecture("kogpt2", "causal", "AutoModelForCausalLM", "GPT2Config", _gpt2_dims, ("c_attn", "c_proj", "c_fc"),
-                     "tldr", reference="https://huggingface.co/skt/kogpt2-base-v2/blob/main/config.json",
+                     "tldr", model_types=("gpt2",), reference="https://huggingface.co/skt/kogpt2-base-v2/blob/main/config.json",
                      tokenizer_specials=_KOGPT2_SPECIALS, tokenizer_class="PreTrainedTokenizerFast"),
         Architecture("llama", "causal", "AutoModelForCausalLM", "LlamaConfig", _llama_dims, _LLAMA_LORA, "chat",
                      unsloth_fast_path=True,
-                     reference="https://huggingface.co/Bllossom/llama-3.2-Korean-Bllossom-3B/blob/main/config.json"),
+                     model_types=("llama",), reference="https://huggingface.co/Bllossom/llama-3.2-Korean-Bllossom-3B/blob/main/config.json"),
         Architecture("qwen2", "causal", "AutoModelForCausalLM", "Qwen2Config", _llama_dims, _LLAMA_LORA, "chat",
-                     unsloth_fast_path=True, reference="https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/config.json"),
+                     unsloth_fast_path=True, model_types=("qwen2",), reference="https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/config.json"),
         Architecture("qwen3", "causal", "AutoModelForCausalLM", "Qwen3Config", _qwen3_dims, _LLAMA_LORA, "chat",
-                     unsloth_fast_path=True, reference="https://huggingface.co/Qwen/Qwen3-4B/blob/main/config.json"),
+                     unsloth_fast_path=True, model_types=("qwen3",), reference="https://huggingface.co/Qwen/Qwen3-4B/blob/main/config.json"),
+        # Gemma-3: the base checkpoint ships no chat template; GEMMA_CHAT_TEMPLATE writes Gemma's turn format,
+        # so the answer ends with <end_of_turn> (id 106), not <eos>. No unsloth fast path until a GPU run proves one.
+        Architecture("gemma3", "causal", "AutoModelForCausalLM", "Gemma3TextConfig", _qwen3_dims, _LLAMA_LORA, "chat",
+                     model_types=("gemma3_text", "gemma3"), chat_template=GEMMA_CHAT_TEMPLATE,
+                     reference="https://huggingface.co/google/gemma-3-270m/blob/main/config.json"),
         # EXAONE 3.5 checkpoints ship remote code (out_proj, c_fc_0/1); from scratch we build the native
         # Exaone4 layout (Llama-style names). ``target_modules: auto`` keeps whichever names exist.
         Architecture("exaone", "causal", "AutoModelForCausalLM", "Exaone4Config", _qwen3_dims,
                      ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_fc_0", "c_fc_1", "c_proj",
                       "gate_proj", "up_proj", "down_proj"), "chat",
-                     reference="https://huggingface.co/LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct/blob/main/config.json"),
+                     model_types=("exaone", "exaone4"), reference="https://huggingface.co/LGAI-EXAONE/EXAONE-3.5-2.4B-Instruct/blob/main/config.json"),
         # Encoders classify: a head on the [CLS] position, trained in full beside LoRA on query/value.
         Architecture("electra", "encoder", "AutoModelForSequenceClassification", "ElectraConfig", _electra_dims,
                      _ENCODER_LORA, "plain", head_modules=("classifier",),
-                     reference="https://huggingface.co/monologg/koelectra-small-v3-discriminator/blob/main/config.json"),
+                     model_types=("electra",), reference="https://huggingface.co/monologg/koelectra-small-v3-discriminator/blob/main/config.json"),
         Architecture("bert", "encoder", "AutoModelForSequenceClassification", "BertConfig", _bert_dims,
                      _ENCODER_LORA, "plain", head_modules=("classifier",),
-                     reference="https://huggingface.co/beomi/kcbert-base/blob/main/config.json"),
+                     model_types=("bert",), reference="https://huggingface.co/beomi/kcbert-base/blob/main/config.json"),
         Architecture("roberta", "encoder", "AutoModelForSequenceClassification", "RobertaConfig", _roberta_dims,
                      _ENCODER_LORA, "plain", head_modules=("classifier",), position_offset=2,
-                     reference="https://huggingface.co/klue/roberta-base/blob/main/config.json"),
+                     model_types=("roberta", "xlm-roberta"), reference="https://huggingface.co/klue/roberta-base/blob/main/config.json"),
     )
 }
 

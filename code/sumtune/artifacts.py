@@ -137,9 +137,14 @@ class Run:
     def write_json(self, filename: str, obj: Any) -> Path:
         return write_json_atomic(self.results_dir / filename, obj)
 
-    def write_predictions(self, ids: list[str], predictions: list[str], references: list[str]) -> Path:
-        rows = [dict(id=i, prediction=p, reference=r) for i, p, r in zip(ids, predictions, references)]
-        return write_csv_atomic(self.results_dir / "predictions.csv", rows, ["id", "prediction", "reference"])
+    def write_predictions(self, ids: list[str], predictions: list[str], references: list) -> Path:
+        """predictions.csv: id, prediction, reference; several references per example (a list each) are
+        written as reference, reference2, reference3, ... (``sumtune score`` reads them all)."""
+        reference_sets = [[r] if isinstance(r, str) else list(r) for r in references]
+        widest = max((len(refs) for refs in reference_sets), default=1)
+        columns = ["reference"] + [f"reference{n}" for n in range(2, widest + 1)]
+        rows = [dict(id=i, prediction=p, **dict(zip(columns, refs))) for i, p, refs in zip(ids, predictions, reference_sets)]
+        return write_csv_atomic(self.results_dir / "predictions.csv", rows, ["id", "prediction", *columns])
 
     def checkpoints(self) -> list[Path]:
         """The Trainer's checkpoint-{step} directories, oldest step first, complete or not."""

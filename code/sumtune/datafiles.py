@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 class Example:
     id: str
     dialogue: str
-    summary: Optional[str] = None
+    summary: Optional[str] = None  # the target (with data.reference_columns: the first reference)
+    references: tuple[str, ...] = ()  # every reference of an eval row under data.reference_columns
+
+    @property
+    def scored_against(self) -> tuple[str, ...]:
+        """The references a prediction for this example is scored against."""
+        return self.references or ((self.summary,) if self.summary is not None else ())
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,12 @@ class Role:
 
     needs_summary: bool
     submission: bool
+    scored: bool = False  # its rows are scored after training: data.reference_columns apply
 
 
 ROLES = {
     "train_file": Role(needs_summary=True, submission=False),
-    "eval_file": Role(needs_summary=True, submission=False),
+    "eval_file": Role(needs_summary=True, submission=False, scored=True),
     "test_file": Role(needs_summary=False, submission=True),
 }
 
@@ -129,16 +136,21 @@ def check_data_file(path: Path, data: DataConfig, role: str, task: str = "summar
 
 def _missing_columns(table: Table, data: DataConfig, role: Role, fields: Fields) -> list[str]:
     """``'summary' (data.summary_column)`` for each column the role needs and the file lacks."""
-    needed = {fields.source_key: getattr(data, fields.source_key)}
-    if role.needs_summary:
-        needed[fields.target_key] = getattr(data, fields.target_key)
+    needed = [(fields.source_key, getattr(data, fields.source_key))]
+    if role.needs_summary and role.scored and data.reference_columns:
+        needed += [("reference_columns", column) for column in data.reference_columns]
+    elif role.needs_summary:
+        needed.append((fields.target_key, getattr(data, fields.target_key)))
     if role.submission and fields.test_ids_required:
-        needed["id_column"] = data.id_column
-    return [f"{column!r} (data.{key})" for key, column in needed.items() if column not in table.columns]
+        needed.append(("id_column", data.id_column))
+    return [f"{column!r} (data.{key})" for key, column in needed if column not in table.columns]
 
 
 def _check_rows(checked: CheckedFile, table: Table, data: DataConfig, role: Role, fields: Fields) -> None:
     source_column, target_column = getattr(data, fields.source_key), getattr(data, fields.target_key)
+    extra_references = ()
+    if role.scored and data.reference_columns:  # the first reference is the target (eval loss), all are scored
+        target_column, extra_references = data.reference_columns[0], data.reference_columns[1:]
     empty: dict[str, list[str]] = {data.id_column: [], source_column: [], target_column: []}
     rows_of_id: dict[str, list[int]] = {}
     for number, (row, place) in enumerate(zip(table.rows, table.places), start=1):
@@ -155,6 +167,10 @@ def _check_rows(checked: CheckedFile, table: Table, data: DataConfig, role: Role
             empty[source_column].append(label)
         elif role.needs_summary and not (target or "").strip():
             empty[target_column].append(label)
+        elif extra_references:
+            references = [target] + [clean_text(row[column]) if data.clean else row[column].strip() for column in extra_references]
+            checked.examples.append(fields.make(row_id or f"row{number}", source, target,
+                                                tuple(text for text in references if text.strip())))
         else:
             checked.examples.append(fields.make(row_id or f"row{number}", source, target if role.needs_summary else None))
     rows_of_id.pop("", None)

@@ -227,6 +227,8 @@ def _classify_loading(cfg, manifest: dict, layout: str, out: Path, model_lines: 
 
 
 def _checkpoint_args(cfg, manifest: dict) -> str:
+    if manifest.get("checkpoint_dir"):  # a local base (an imported GGUF, a fetched checkpoint): its directory
+        return repr(manifest["checkpoint_dir"])
     revision = cfg.model.revision or manifest.get("checkpoint_commit")
     return repr(cfg.model.checkpoint) + (f", revision={revision!r}" if revision else "")
 

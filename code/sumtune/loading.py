@@ -189,7 +189,7 @@ def keep_output_layer_untied(model) -> None:
 
 
 def load_tokenizer(cfg: RunConfig, texts: list[str]) -> PreTrainedTokenizerBase:
-    source = cfg.model.tokenizer or (cfg.model.checkpoint if cfg.model.init == "pretrained" else None)
+    source = cfg.model.tokenizer or (checkpoint_to_load(cfg) if cfg.model.init == "pretrained" else None)
     if source is None:
         tokenizer = train_tokenizer(texts, cfg.arch, cfg.model.tokenizer_vocab_size)
     else:
@@ -202,6 +202,8 @@ def load_tokenizer(cfg: RunConfig, texts: list[str]) -> PreTrainedTokenizerBase:
     complete_special_tokens(tokenizer, cfg, source)
     if cfg.preprocessing.chat_template:
         tokenizer.chat_template = cfg.preprocessing.chat_template
+    elif not tokenizer.chat_template and cfg.arch.chat_template:  # a base checkpoint (Gemma-3 270m) ships none
+        tokenizer.chat_template = cfg.arch.chat_template
     if cfg.arch.prompt_style == "chat" and not tokenizer.chat_template:
         raise ValueError(
             f"{cfg.model.architecture} uses a chat template, but the tokenizer of {source} has none: "
@@ -366,8 +368,45 @@ def untie_output_layer(model) -> None:
     keep_output_layer_untied(model)
 
 
+def checkpoint_to_load(cfg: RunConfig) -> str:
+    """``model.checkpoint`` as ``from_pretrained`` takes it: a GGUF (file, or ``fetched:NAME``) is imported
+    once and its dense directory returned; hub ids and directories are returned as written."""
+    from .gguf_import import local_checkpoint
+
+    return local_checkpoint(cfg.model.checkpoint, cfg.model.gguf_file)
+
+
+def base_record(cfg: RunConfig) -> dict:
+    """run.json facts of a local pretrained base: the directory loaded, its fingerprint (predict,
+    ``sumtune.load`` and export warn when it changed) and, for an imported GGUF, its source file, sha256
+    and quantisation."""
+    if cfg.model.init != "pretrained" or not Path(checkpoint_to_load(cfg)).is_dir():
+        return {}
+    from .checkpoints import directory_fingerprint
+    from .gguf_import import import_facts
+
+    local = checkpoint_to_load(cfg)
+    record = {"checkpoint_dir": local, "base_fingerprint": directory_fingerprint(local)}
+    imported = import_facts(local)
+    if imported:
+        record["gguf"] = {key: imported[key] for key in ("source", "sha256", "quantization", "gguf_architecture")}
+    return record
+
+
+def warn_if_base_changed(cfg: RunConfig, manifest: dict, run_dir) -> None:
+    """A run rebuilt on a local base that is not the one it trained on gives other outputs: say so."""
+    trained_on = manifest.get("base_fingerprint")
+    if not trained_on:
+        return
+    now = base_record(cfg).get("base_fingerprint")
+    if now != trained_on:
+        log.warning("%s was trained on the base %s with fingerprint %s, which is now %s: the base checkpoint "
+                    "changed (re-fetched, re-imported or edited), so outputs may differ from the run's",
+                    run_dir, manifest.get("checkpoint_dir") or cfg.model.checkpoint, trained_on, now or "missing")
+
+
 def load_pretrained_model(cfg: RunConfig, quantization_config=None):
-    source = cfg.model.checkpoint
+    source = checkpoint_to_load(cfg)
     ensure_available(source, cfg.model.revision)
     auto_class = getattr(transformers, cfg.arch.auto_class)
     kwargs = dict(

@@ -521,9 +521,11 @@ def _reference_columns(table: _Table, requested: Sequence[str] | None) -> list[s
         for column in requested:
             table.require(column, "reference")
         return list(requested)
-    for column in ("reference", "summary"):
-        if column in table.columns:
-            return [column]
+    if "reference" in table.columns:  # sumtune's predictions.csv: reference, reference2, ... when several
+        more = [c for c in table.columns if re.fullmatch(r"reference\d+", c)]
+        return ["reference"] + sorted(more, key=lambda name: int(name[len("reference"):]))
+    if "summary" in table.columns:
+        return ["summary"]
     numbered = [c for c in table.columns if re.fullmatch(r"summary\d+", c)]
     if not numbered:
         raise ValueError(

@@ -9,6 +9,7 @@ Standard library only: the card is made from the run's config.yaml and run.json.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Optional
 
 from .artifacts import RUN_ID, TIMESTAMP_FORMAT, run_task
@@ -25,7 +26,7 @@ def model_card(cfg: RunConfig, manifest: dict, run_id: str, loading: str, conten
     tags = ["sumtune", task, cfg.arch.kind] + (["lora", "peft"] if peft else [])
     header = ["---", f"library_name: {'peft' if peft else 'transformers'}"]
     if cfg.model.init == "pretrained":
-        header.append(f"base_model: {cfg.model.checkpoint}")
+        header.append(f"base_model: {published_id(cfg.model.checkpoint)}")
     header += ["tags:", *(f"- {tag}" for tag in tags), "---", ""]
     lines = [
         *header,
@@ -82,7 +83,18 @@ def base_checkpoint(cfg: RunConfig, manifest: dict) -> str:
     if cfg.model.init == "scratch":
         return f"none: built from scratch ('{cfg.model.size}' preset, random init), tokenizer trained on the data"
     revision = cfg.model.revision or manifest.get("checkpoint_commit")
-    return f"{cfg.model.checkpoint}" + (f" @ {revision}" if revision else "")
+    gguf = manifest.get("gguf")
+    imported = (f", dequantized from the GGUF {Path(gguf['source']).name} ({gguf['quantization']}, sha256 "
+                f"{gguf['sha256'][:12]}…): the weights keep the quantisation's rounding") if gguf else ""
+    return f"{cfg.model.checkpoint}" + (f" @ {revision}" if revision else "") + imported
+
+
+def published_id(checkpoint: str) -> str:
+    """The Hub id a fetched checkpoint was published under (the card's ``base_model``), else the checkpoint."""
+    from .checkpoints import FETCHABLE, FETCHED_PREFIX
+
+    row = FETCHABLE.get(checkpoint[len(FETCHED_PREFIX):]) if checkpoint.startswith(FETCHED_PREFIX) else None
+    return row.hub_id if row is not None else checkpoint
 
 
 def trained_on(run_id: str) -> str:

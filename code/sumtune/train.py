@@ -34,7 +34,7 @@ from .batching import LengthBuckets, example_shapes
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
-from .loading import LoadClock, peak_memory_mb
+from .loading import LoadClock, base_record, peak_memory_mb
 from .machine import library_versions
 from .generate import generation_precision
 from .packing import check_packed_attention, resolve_packing
@@ -81,7 +81,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         model, tokenizer = loaded.model, loaded.tokenizer
         trainable, total = count_parameters(model)
         run.update(trainable_params=trainable, total_params=total, added_token_ids=loaded.new_token_ids,
-                   checkpoint_commit=getattr(model.config, "_commit_hash", None), **clock.facts())
+                   checkpoint_commit=getattr(model.config, "_commit_hash", None), **clock.facts(), **base_record(cfg))
         log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
         train_set = steps.encode(splits.train, cfg, tokenizer, model, "train")
@@ -411,7 +411,7 @@ def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: art
     if cfg.evaluation.max_examples:
         examples = examples[: cfg.evaluation.max_examples]
     log.info("generating %d dev summaries", len(examples))
-    ids, references = [e.id for e in examples], [e.summary for e in examples]
+    ids, references = [e.id for e in examples], [list(e.scored_against) for e in examples]
     predictions = generate_summaries(model, tokenizer, [e.dialogue for e in examples], cfg)
     written = run.write_predictions(ids, predictions, references)  # before scoring, which may fail
     try:

@@ -189,7 +189,8 @@ def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict, merge: bool = False) 
     weights go and in which dtype (on a GPU, by default, all on this process's GPU)."""
     import transformers
 
-    from .loading import LoadClock, load_dtype, load_pretrained_model, make_room_for_new_tokens, placement, quantized_device_map
+    from .loading import (LoadClock, load_dtype, load_pretrained_model, make_room_for_new_tokens, placement,
+                          quantized_device_map, warn_if_base_changed)
 
     if cfg.model.trust_remote_code:
         log.warning("trust_remote_code is ON for %s: code shipped with the checkpoint will run", cfg.model.checkpoint)
@@ -214,6 +215,7 @@ def rebuild(run_dir: Path, cfg: RunConfig, manifest: dict, merge: bool = False) 
             revision = cfg.model.revision or manifest.get("checkpoint_commit")
             base = load_pretrained_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"revision": revision})}),
                                          quantization_config)
+            warn_if_base_changed(cfg, manifest, run_dir)
             added = added_token_ids(tokenizer, cfg, manifest)
         if adapter:
             if merge and quantization_config is not None:

@@ -24,7 +24,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional
 
-from ..loading import BaseModel, add_special_tokens, ensure_available, load_base, load_tokenizer, make_room_for_new_tokens
+from ..loading import (BaseModel, add_special_tokens, checkpoint_to_load, ensure_available, load_base, load_tokenizer,
+                       make_room_for_new_tokens)
 from .peft import lora_targets, trainable_token_indices
 
 log = logging.getLogger("sumtune")
@@ -138,6 +139,7 @@ def _source_and_tokenizer(cfg, texts: list[str], scratch_dir: Optional[Path]):
         directory = Path(scratch_dir) if scratch_dir is not None else Path(tempfile.mkdtemp(prefix="sumtune-scratch-"))
         base = load_base(cfg, texts, scratch_dir=directory)  # saves the random init and the tokenizer there
         return str(directory), base.tokenizer, base.new_token_ids
-    ensure_available(cfg.model.checkpoint, cfg.model.revision)
+    source = checkpoint_to_load(cfg)
+    ensure_available(source, cfg.model.revision)
     tokenizer = load_tokenizer(cfg, texts)
-    return cfg.model.checkpoint, tokenizer, add_special_tokens(tokenizer, cfg, texts)
+    return source, tokenizer, add_special_tokens(tokenizer, cfg, texts)
