@@ -69,7 +69,10 @@ def test_each_packed_example_has_the_loss_it_has_alone_in_a_padded_batch(tmp_pat
         assert ("position_ids" in batch and "attention_mask" not in batch and batch["input_ids"].shape == (1, sum(lengths))) == packing
         trainer.model.eval()  # no dropout (GPT-2's default 0.1)
         with torch.no_grad():
+            labelled_loss = trainer.compute_loss(trainer.model, batch)  # training.labelled_logits_only, the default
+            trainer.labelled_logits_only = False  # per-example losses need every position's logits: the model's own path
             loss, outputs = trainer.compute_loss(trainer.model, batch, return_outputs=True)
+        assert labelled_loss.item() == pytest.approx(loss.item(), abs=1e-5)
         results[packing] = (loss.item(), per_example_losses(outputs.logits, batch["labels"], spans(batch, lengths, packing)))
     (padded_loss, padded), (packed_loss, packed) = results[False], results[True]
     assert packed == pytest.approx(padded, abs=1e-5)

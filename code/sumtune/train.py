@@ -202,10 +202,22 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
             compute_loss_func=loss_func,
         )
     trainer.length_buckets = length_buckets(cfg, train_set, ranks=args.world_size, model=model)
+    trainer.labelled_logits_only = labelled_logits_only(cfg, args, loss_func)
+    run.update(labelled_logits_only=trainer.labelled_logits_only)
     if packing.used and not trainer.is_deepspeed_enabled:  # (ZeRO-3 weights run only inside the DeepSpeed engine)
         log.info("packing checked: a packed example's logits do not depend on the example before it (difference %.2g)",
                  check_packed_attention(trainer.model))
     return trainer
+
+
+def labelled_logits_only(cfg: RunConfig, args, loss_func) -> bool:
+    """Whether the output layer runs only at labelled positions: causal summarization, single process,
+    the model's own loss (no task loss function), as ``training.labelled_logits_only`` asks."""
+    wanted = cfg.training.labelled_logits_only and cfg.arch.kind == "causal" and loss_func is None
+    if wanted and args.world_size > 1:
+        log.info("labelled_logits_only: off under DDP (the loss must go through the DDP wrapper's forward)")
+        return False
+    return wanted
 
 
 @contextmanager
@@ -321,7 +333,25 @@ def length_buckets(cfg: RunConfig, train_set, ranks: int, model=None) -> Optiona
     return buckets
 
 
-class SumtuneTrainer(StopOnDivergence, LengthBucketing, transformers.Trainer):
+class LabelledLogitsOnly:
+    """``training.labelled_logits_only``: a causal model's training and evaluation loss from logits at the
+    labelled positions alone (``labelled_loss``); other inputs (and DDP) get the model's own loss."""
+
+    labelled_logits_only = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.labelled_logits_only or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from .labelled_loss import labelled_positions_loss
+
+        # the model's forward runs under the accelerator's autocast (bf16 training); the decoder called here
+        # from the inside must too, or it runs in fp32 (twice the activation memory, and slower)
+        with self.accelerator.autocast():
+            loss = labelled_positions_loss(model, inputs, num_items_in_batch)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+
+class SumtuneTrainer(StopOnDivergence, LengthBucketing, LabelledLogitsOnly, transformers.Trainer):
     pass
 
 
