@@ -123,6 +123,11 @@ FETCHABLE: dict[str, Fetchable] = {
 }
 
 
+def fetched_name(checkpoint: Optional[str]) -> Optional[str]:
+    """NAME of a ``model.checkpoint: fetched:NAME``, None for any other checkpoint."""
+    return checkpoint[len(FETCHED_PREFIX):] if checkpoint and checkpoint.startswith(FETCHED_PREFIX) else None
+
+
 def cache_root() -> Path:
     return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "sumtune" / "checkpoints").expanduser()
 
@@ -279,7 +284,8 @@ def local_model_type(checkpoint: str, gguf_file: Optional[str] = None) -> Option
         return None  # not fetched yet: loading says so with the fix
     if source is not None:
         return read_facts(source).model_type, f"the GGUF {source} (general.architecture)"
-    directory = fetched_checkpoint(checkpoint[len(FETCHED_PREFIX):]) if checkpoint.startswith(FETCHED_PREFIX) else Path(checkpoint)
+    name = fetched_name(checkpoint)
+    directory = fetched_checkpoint(name) if name else Path(checkpoint)
     config = directory / "config.json" if directory is not None else None
     if config is None or not config.is_file():
         return None

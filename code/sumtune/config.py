@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from .artifacts import HOME_VARIABLE, default_root
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
-from .checkpoints import FETCHABLE, FETCHED_PREFIX, checkpoint_problems
+from .checkpoints import FETCHABLE, checkpoint_problems, fetched_name
 from .datafiles import ROLES, CheckedFile, check_data_file, check_labels
 
 log = logging.getLogger("sumtune")
@@ -105,8 +105,9 @@ class ModelConfig(_Section):
     @field_validator("checkpoint")
     @classmethod
     def _known_fetchable(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and value.startswith(FETCHED_PREFIX) and value[len(FETCHED_PREFIX):] not in FETCHABLE:
-            raise ValueError(unknown_choice_message("fetchable checkpoint", value[len(FETCHED_PREFIX):], FETCHABLE)
+        name = fetched_name(value)
+        if name is not None and name not in FETCHABLE:
+            raise ValueError(unknown_choice_message("fetchable checkpoint", name, FETCHABLE)
                              + " (`sumtune fetch --list` shows them)")
         return value
 
@@ -380,7 +381,7 @@ class RunConfig(_Section):
             problems.append(("model.checkpoint", "required when model.init is 'pretrained' (or set model.init: scratch)"))
         if self.model.gguf_file and (self.model.init != "pretrained" or not self.model.checkpoint
                                      or self.model.checkpoint.endswith(".gguf")
-                                     or self.model.checkpoint.startswith(FETCHED_PREFIX)):
+                                     or fetched_name(self.model.checkpoint)):
             problems.append(("model.gguf_file", "names a .gguf file inside the directory model.checkpoint names; "
                              "remove it (a .gguf path or fetched:NAME in model.checkpoint needs none)"))
         if self.model.init == "pretrained" and self.model.config:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .checkpoints import FETCHED_PREFIX, FetchError, cache_root, fetched_checkpoint, file_sha256, get_fetchable
+from .checkpoints import (FETCHED_PREFIX, FetchError, cache_root, fetched_checkpoint, fetched_name, file_sha256,
+                          get_fetchable)
 from .records import write_json_atomic
 
 log = logging.getLogger("sumtune")
@@ -112,8 +113,8 @@ def gguf_source(checkpoint: Optional[str], gguf_file: Optional[str] = None) -> O
     """The GGUF file a ``model.checkpoint`` (and ``model.gguf_file``) names, or None for any other checkpoint."""
     if checkpoint is None:
         return None
-    if checkpoint.startswith(FETCHED_PREFIX):
-        name = checkpoint[len(FETCHED_PREFIX):]
+    name = fetched_name(checkpoint)
+    if name is not None:
         return fetched_or_fail(name) if get_fetchable(name).is_gguf else None
     if gguf_file:
         return Path(checkpoint) / gguf_file
@@ -128,9 +129,8 @@ def local_checkpoint(checkpoint: Optional[str], gguf_file: Optional[str] = None)
     source = gguf_source(checkpoint, gguf_file)
     if source is not None:
         return str(import_gguf(source))
-    if checkpoint.startswith(FETCHED_PREFIX):
-        return str(fetched_or_fail(checkpoint[len(FETCHED_PREFIX):]))
-    return checkpoint
+    name = fetched_name(checkpoint)
+    return str(fetched_or_fail(name)) if name is not None else checkpoint
 
 
 def fetched_or_fail(name: str) -> Path:

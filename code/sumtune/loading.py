@@ -380,12 +380,12 @@ def base_record(cfg: RunConfig) -> dict:
     """run.json facts of a local pretrained base: the directory loaded, its fingerprint (predict,
     ``sumtune.load`` and export warn when it changed) and, for an imported GGUF, its source file, sha256
     and quantisation."""
-    if cfg.model.init != "pretrained" or not Path(checkpoint_to_load(cfg)).is_dir():
+    local = checkpoint_to_load(cfg) if cfg.model.init == "pretrained" else None
+    if local is None or not Path(local).is_dir():
         return {}
     from .checkpoints import directory_fingerprint
     from .gguf_import import import_facts
 
-    local = checkpoint_to_load(cfg)
     record = {"checkpoint_dir": local, "base_fingerprint": directory_fingerprint(local)}
     imported = import_facts(local)
     if imported:

@@ -91,9 +91,9 @@ def base_checkpoint(cfg: RunConfig, manifest: dict) -> str:
 
 def published_id(checkpoint: str) -> str:
     """The Hub id a fetched checkpoint was published under (the card's ``base_model``), else the checkpoint."""
-    from .checkpoints import FETCHABLE, FETCHED_PREFIX
+    from .checkpoints import FETCHABLE, fetched_name
 
-    row = FETCHABLE.get(checkpoint[len(FETCHED_PREFIX):]) if checkpoint.startswith(FETCHED_PREFIX) else None
+    row = FETCHABLE.get(fetched_name(checkpoint))
     return row.hub_id if row is not None else checkpoint
 
 
