@@ -30,6 +30,7 @@ from .artifacts import HOME_VARIABLE, default_root
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
 from .checkpoints import FETCHABLE, checkpoint_problems, fetched_name
 from .datafiles import ROLES, CheckedFile, check_data_file, check_labels
+from .memory import parse_size_mib
 
 log = logging.getLogger("sumtune")
 
@@ -260,7 +261,8 @@ class TrainingConfig(_Section):
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"] = "linear"
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="bf16/fp16: mixed precision (autocast; fp32 master weights). auto: bf16 on GPUs that support it and on CPUs that multiply bf16 natively (AVX512-BF16 or AMX-BF16: measured faster with the same loss), else fp32; run.json's precision says what it resolved to and why.")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: Union[Literal["auto"], bool] = Field("auto", description="Recompute each checkpointed layer's activations in backward instead of keeping them (about 1.3x the step time on CPU, a fraction of the memory). auto: off when the estimated training peak (sumtune/memory.py, from config.json and the costliest batch) fits the memory limit with 15 % to spare, else as few layers as make it fit, spread evenly, else every layer; run.json's gradient_checkpointing says what it chose and why. `sumtune validate` prints the estimate.")
+    memory_limit: Optional[str] = Field(None, description="The memory this run may use, e.g. '8GB', '8GiB', '7500MiB' (GB = 10^9 bytes); default: the cgroup's limit, else MemAvailable. Decides training.gradient_checkpointing: auto.")
     labelled_logits_only: bool = Field(True, description="Causal models: run the output layer and the loss only at labelled positions (the summary), a chunk at a time, instead of computing logits for every prompt position (sumtune/labelled_loss.py); the loss is the same. false: the model's own forward and loss. Single-process runs only (DDP uses the model's own).")
     group_by_length: bool = Field(True, description="Exact length bucketing: the training examples sorted by length (seq2seq: source, then target; causal: the whole sequence) are cut into batches of neighbours, whose order is shuffled per epoch from the seed (deterministic, resumable); false: random order.")
     max_tokens_per_batch: Optional[int] = Field(None, gt=0, description="With group_by_length: batches of as many length-sorted examples as fit this many tokens once padded (rows x longest row, source and target each; at least one row), instead of per_device_train_batch_size rows, so that short examples travel in bigger batches.")
@@ -275,6 +277,18 @@ class TrainingConfig(_Section):
     early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without a better eval_loss; keeps the best checkpoint.")
     class_weights: Optional[Union[Literal["auto"], dict[str, float]]] = Field(None, description="task: classification: weigh the loss per class against imbalance. auto: n / (classes x count of the class) from train_file; or {label: weight}.")
     deepspeed: Optional[Path] = Field(None, description="DeepSpeed JSON passed to the HF Trainer.")
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _a_size(cls, value):
+        if value is None:
+            return None
+        parse_size_mib(str(value))  # raises with the units it takes
+        return str(value)
+
+    @property
+    def memory_limit_mib(self) -> Optional[int]:
+        return parse_size_mib(self.memory_limit) if self.memory_limit else None
 
     @field_validator("eval_strategy", "save_strategy", mode="before")
     @classmethod

@@ -64,6 +64,13 @@ class BaseModel:
     for_generation: Optional[Callable] = None  # switches a trained model to inference mode (unsloth); None: nothing to do
 
 
+def checkpointing_at_load(cfg: RunConfig) -> bool:
+    """Whether a backend that sets up checkpointing while it loads (4-bit QLoRA, unsloth; CUDA only) turns it
+    on: ``auto`` is on there, as those recipes do; the memory estimate that decides ``auto`` elsewhere is
+    of CPU memory (``train.checkpointing_choice``)."""
+    return cfg.training.gradient_checkpointing is not False
+
+
 def load_base(cfg: RunConfig, texts: list[str], quantization_config=None,
               scratch_dir: Path | None = None, keep_initial_weights: bool = True) -> BaseModel:
     """The model and tokenizer a backend starts from, with speaker tags added as single tokens.

@@ -35,6 +35,8 @@ from .distributed import launched_processes, reserve_run
 from .config import RunConfig
 from .modelcard import run_card
 from .loading import LoadClock, base_record, peak_memory_mb
+from .memory import (CheckpointingChoice, ModelShape, checkpointed_layer_indices, choose_checkpointing, costliest_batch,
+                     memory_limit, release_freed_memory, resident_mib)
 from .machine import library_versions
 from .generate import generation_precision
 from .packing import check_packed_attention, resolve_packing
@@ -67,6 +69,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
             write_text_atomic(run.model_dir / "config.yaml", cfg.to_yaml())
 
         data.log_splits(splits)
+        run.update(allocator=release_freed_memory())
         plan = backends.resolve(cfg, backends.probe_machine(cfg))
         log.info("backend: %s (%s)", plan.backend, plan.reason)
         run.update(backend=plan.backend, backend_reason=plan.reason, quantization=plan.quantization)
@@ -87,7 +90,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         train_set = steps.encode(splits.train, cfg, tokenizer, model, "train")
         eval_set = steps.encode(splits.eval, cfg, tokenizer, model, "eval") if splits.eval else None
         trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks,
-                                   checkpointing=cfg.training.gradient_checkpointing and not loaded.checkpointing_on,
+                                   backend_checkpointing=loaded.checkpointing_on,
                                    collator=steps.collator, loss_func=steps.loss(cfg, splits.train))
         fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
         run.update(**fit_stats)
@@ -138,7 +141,7 @@ def file_sha256(path: Optional[Path]) -> Optional[str]:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path is not None else None
 
 
-def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), checkpointing=False,
+def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks=(), backend_checkpointing=False,
                      collator=None, loss_func=None):
     seq2seq = cfg.arch.kind == "seq2seq"
     args_class = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
@@ -152,6 +155,10 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
     log.info("packing: %s (%s)", "on" if packing.used else "off", packing.reason)
     run.update(packing=packing.facts())
     evaluating = eval_set is not None and t.eval_strategy != "no"
+    wanted_labelled_only = t.labelled_logits_only and cfg.arch.kind == "causal" and loss_func is None
+    checkpointing = checkpointing_choice(cfg, model, train_set, precision.used, wanted_labelled_only, backend_checkpointing)
+    log.info("gradient checkpointing: %s (%s)", checkpointing.summary(), checkpointing.reason)
+    run.update(gradient_checkpointing=checkpointing.facts())
     args = args_class(
         output_dir=str(run.checkpoint_dir),
         num_train_epochs=t.num_train_epochs,
@@ -166,7 +173,7 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         seed=t.seed,
         bf16=precision.used == "bf16",  # on CPU the Trainer (through accelerate) autocasts to bfloat16
         fp16=precision.used == "fp16",
-        gradient_checkpointing=checkpointing,
+        gradient_checkpointing=checkpointing.layers > 0 and not backend_checkpointing,
         # training batches come from LengthBucketing; HF's length grouping still orders the eval batches
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy=t.eval_strategy if evaluating else "no",
@@ -185,7 +192,9 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         report_to=t.report_to or "none",
         run_name=run.run_id,
     )
-    all_callbacks = list(callbacks) + [LogToFile()]
+    all_callbacks = list(callbacks) + [MemoryLog(run), LogToFile()]
+    if 0 < checkpointing.layers < checkpointing.of and not backend_checkpointing:
+        all_callbacks.append(CheckpointSomeLayers(checkpointed_layer_indices(checkpointing.layers, checkpointing.of)))
     if args.load_best_model_at_end:
         all_callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     if "tensorboard" in t.report_to:
@@ -208,6 +217,64 @@ def build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, call
         log.info("packing checked: a packed example's logits do not depend on the example before it (difference %.2g)",
                  check_packed_attention(trainer.model))
     return trainer
+
+
+def checkpointing_choice(cfg: RunConfig, model, train_set, precision: str, labelled_logits_only: bool,
+                         backend_checkpointing: bool) -> CheckpointingChoice:
+    """``training.gradient_checkpointing`` resolved for this model and the costliest training batch (see
+    ``memory.choose_checkpointing``); a backend that checkpoints itself (unsloth, 4-bit QLoRA) keeps its own."""
+    setting = True if backend_checkpointing else cfg.training.gradient_checkpointing
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = len(decoder_layers(base))
+    if cfg.arch.kind != "causal":
+        if setting == "auto":
+            return CheckpointingChoice(0, layers, None, "auto: off; the memory estimate covers decoder-only models")
+        return CheckpointingChoice(layers if setting else 0, layers, None, f"training.gradient_checkpointing: {str(setting).lower()}")
+    shape = ModelShape.from_config(base.config)
+    labelled = [sum(label != -100 for label in labels) for labels in train_set["labels"]]
+    batch = costliest_batch([len(ids) for ids in train_set["input_ids"]], labelled, cfg.training.per_device_train_batch_size)
+    trainable, _ = count_parameters(model)
+    weight_bytes = next(base.parameters()).element_size()
+    return choose_checkpointing(setting, shape, batch, memory_limit(cfg.training.memory_limit_mib),
+                                compute_bytes=2 if precision in ("bf16", "fp16") else weight_bytes, weight_bytes=weight_bytes,
+                                trainable=trainable, lora_dropout=cfg.qlora.use_qlora and cfg.qlora.lora_dropout > 0,
+                                labelled_logits_only=labelled_logits_only)
+
+
+def decoder_layers(model) -> list:
+    """The layers gradient checkpointing wraps (transformers' ``GradientCheckpointingLayer``), in order."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
+
+
+class CheckpointSomeLayers(transformers.TrainerCallback):
+    """Gradient checkpointing on ``indices`` of the model's layers only: the Trainer turns it on for every
+    layer as training begins (before this callback), and this turns the others off again."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = set(indices)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        for index, layer in enumerate(decoder_layers(base)):
+            layer.gradient_checkpointing = index in self.indices
+
+
+class MemoryLog(transformers.TrainerCallback):
+    """Resident memory in every training log line (``rss_mib``, ``peak_rss_mib``), and the peak so far in
+    run.json at every logging step, so that a run stopped or killed midway still has its figure."""
+
+    def __init__(self, run: artifacts.Run):
+        self.run = run
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        now, peak = resident_mib("VmRSS"), resident_mib("VmHWM")
+        if logs is None or peak is None:
+            return
+        logs.update(rss_mib=now, peak_rss_mib=peak)
+        if args.should_save:
+            self.run.update(peak_rss_mib_so_far=dict(mib=peak, step=state.global_step))
 
 
 def labelled_logits_only(cfg: RunConfig, args, loss_func) -> bool:
@@ -351,11 +418,34 @@ class LabelledLogitsOnly:
         return (loss, {"loss": loss}) if return_outputs else loss
 
 
-class SumtuneTrainer(StopOnDivergence, LengthBucketing, LabelledLogitsOnly, transformers.Trainer):
+class CostliestEvalBatchFirst:
+    """The evaluation batch of the longest dev examples runs once before training (eval mode, no gradients),
+    so that a batch too big for memory fails at the start, not at the first evaluation an epoch in. The
+    costliest training batch is the first one already (``LengthBuckets``)."""
+
+    def run_costliest_eval_batch(self) -> Optional[tuple[int, int]]:
+        """(rows, longest) of the batch it ran; None without evaluation (or under DeepSpeed)."""
+        dataset = self.eval_dataset
+        if dataset is None or len(dataset) == 0 or self.is_deepspeed_enabled:
+            return None
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])[: self.args.per_device_eval_batch_size]
+        rows = self._remove_unused_columns(dataset, description="evaluation").select(longest)
+        batch = self._prepare_inputs(self.data_collator([rows[i] for i in range(len(rows))]))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            self.prediction_step(self.model, batch, prediction_loss_only=True)
+        finally:
+            self.model.train(was_training)
+        return len(longest), lengths[longest[0]]
+
+
+class SumtuneTrainer(StopOnDivergence, LengthBucketing, LabelledLogitsOnly, CostliestEvalBatchFirst, transformers.Trainer):
     pass
 
 
-class SumtuneSeq2SeqTrainer(StopOnDivergence, LengthBucketing, transformers.Seq2SeqTrainer):
+class SumtuneSeq2SeqTrainer(StopOnDivergence, LengthBucketing, CostliestEvalBatchFirst, transformers.Seq2SeqTrainer):
     pass
 
 
@@ -370,6 +460,10 @@ def fit(trainer, checkpoint: Optional[Path]) -> dict:
         before = transformers.TrainerState.load_from_json(str(checkpoint / artifacts.TRAINER_STATE))
         log.info("resuming from %s: step %d of %d done", checkpoint, before.global_step, before.max_steps)
     trainer.add_callback(LogAtCheckpoints())
+    ran = trainer.run_costliest_eval_batch()
+    if ran:
+        log.info("costliest evaluation batch (%d x %d tokens) ran before training: resident %s MiB, peak %s MiB",
+                 *ran, resident_mib("VmRSS"), resident_mib("VmHWM"))
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     state = trainer.state
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..loading import BaseModel, load_base, own_output_layer
+from ..loading import BaseModel, checkpointing_at_load, load_base, own_output_layer
 
 log = logging.getLogger("sumtune")
 
@@ -18,8 +18,8 @@ def load(cfg, plan, texts, scratch_dir=None) -> BaseModel:
     base = load_base(cfg, texts, quantization_config=quantization_config, scratch_dir=scratch_dir)
     model = base.model
     if quantization_config is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
-        base.checkpointing_on = cfg.training.gradient_checkpointing
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing_at_load(cfg))
+        base.checkpointing_on = checkpointing_at_load(cfg)
     lora = LoraConfig(
         r=cfg.qlora.lora_rank,
         lora_alpha=cfg.qlora.lora_alpha,

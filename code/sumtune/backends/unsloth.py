@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional
 
-from ..loading import (BaseModel, add_special_tokens, checkpoint_to_load, ensure_available, load_base, load_tokenizer,
+from ..loading import (BaseModel, add_special_tokens, checkpoint_to_load, checkpointing_at_load, ensure_available, load_base, load_tokenizer,
                        make_room_for_new_tokens)
 from .peft import lora_targets, trainable_token_indices
 
@@ -114,11 +114,11 @@ def load(cfg, plan, texts: list[str], scratch_dir: Optional[Path] = None) -> Bas
         lora_alpha=q.lora_alpha,
         lora_dropout=q.lora_dropout,
         target_modules=lora_targets(model, cfg),
-        use_gradient_checkpointing="unsloth" if cfg.training.gradient_checkpointing else False,
+        use_gradient_checkpointing="unsloth" if checkpointing_at_load(cfg) else False,
         random_state=cfg.training.seed,
         **extra,
     )
-    return BaseModel(model, tokenizer, new_ids, checkpointing_on=cfg.training.gradient_checkpointing,
+    return BaseModel(model, tokenizer, new_ids, checkpointing_on=checkpointing_at_load(cfg),
                      for_generation=FastLanguageModel.for_inference)
 
 
