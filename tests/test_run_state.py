@@ -28,7 +28,7 @@ from sumtune.trained import RunError, find_run_dir
 from sumtune.train import CheckpointSaveError, train
 
 from test_models import fake_run
-from test_training import tiny_config
+from test_training import FAST, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_BART = REPO / "config" / "model_configs" / "tiny_bart.yaml"
@@ -55,6 +55,14 @@ def resumable_run(root: Path, name: str = "tiny_bart") -> Run:
     return run
 
 
+class CtrlCAt(transformers.TrainerCallback):
+    """Ctrl-C after step 3 (checkpoint-2 is saved, checkpoint-4 not yet)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+
+
 def weights(path: Path) -> Path:
     save_file({"lora_A": np.zeros((8, 8), dtype=np.float32)}, str(path))
     return path
@@ -64,27 +72,31 @@ def weights(path: Path) -> Path:
 
 
 def test_a_second_process_on_a_held_run_is_refused_in_one_line_and_a_killed_holder_holds_nothing(tmp_path, capsys):
-    run = resumable_run(tmp_path)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from sumtune.artifacts import Run; "
+    overrides = [f"output.root={tmp_path}", *FAST, *CHECKPOINTED]
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(TINY_BART, overrides), callbacks=[CtrlCAt()])
+    [run] = find_runs("tiny_bart", tmp_path)
+    holder = subprocess.Popen(  # another process on the run, as a second `sumtune train --resume` would be
+        [sys.executable, "-c", "import time; from pathlib import Path; from sumtune.artifacts import Run; "
          f"run = Run('tiny_bart', {run.run_id!r}, Path({str(tmp_path)!r})); run.hold(); print('held', flush=True); "
          "time.sleep(120)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(CODE)})
     try:
         assert holder.stdout.readline().strip() == "held"
-        before = run.run_json.read_text()
-        assert main(["train", str(TINY_BART), "--set", f"output.root={tmp_path}", "--resume"]) == 1
+        before = run.run_json.read_text(), run.log_path.read_text()
+        capsys.readouterr()  # the first process's progress bars
+        assert main(["train", str(TINY_BART), *[a for o in overrides for a in ("--set", o)], "--resume"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1, err
         assert run.run_id in err[0] and f"held by process {holder.pid} on " in err[0] and str(run.lock_path) in err[0]
-        assert run.run_json.read_text() == before  # the refused process wrote nothing into the run
+        assert (run.run_json.read_text(), run.log_path.read_text()) == before  # the refused process wrote nothing
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    # the system dropped the killed holder's lock: a new resume gets the run (and holds it until release)
-    resumed = open_run(load_config(TINY_BART, [f"output.root={tmp_path}"], check_files=False), resume=True)
-    assert resumed.run_id == run.run_id and f"process {os.getpid()} on " in resumed.lock_path.read_text()
-    resumed.release()
+    # the system dropped the killed holder's lock: a new resume gets the run and finishes it
+    assert train(load_config(TINY_BART, overrides), resume=True).run.run_id == run.run_id
+    manifest = json.loads(run.run_json.read_text())
+    assert manifest["status"] == "completed" and manifest["resumed_from_step"] == 2
 
 
 # --- a corrupt run; an incomplete save -------------------------------------------------------------
@@ -160,12 +172,6 @@ def test_a_full_disk_at_a_checkpoint_records_the_error_and_path_and_removes_the_
     manifest = json.loads(run.run_json.read_text())
     assert manifest["status"] == "failed" and str(run.checkpoint_dir / "checkpoint-4") in manifest["error"]
     assert [p.name for p in run.checkpoints()] == ["checkpoint-2"]  # the partial one is gone, the whole one stays
-
-
-class CtrlCAt(transformers.TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 3:
-            raise KeyboardInterrupt
 
 
 def test_ctrl_c_is_recorded_as_interrupted_and_a_completed_resume_clears_the_error(tmp_path):

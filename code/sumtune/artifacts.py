@@ -180,7 +180,10 @@ class Run:
         removed = staging_leftovers(self.model_dir) + staging_leftovers(self.results_dir)
         for leftover in removed:
             log.warning("removing %s, left by a save that was interrupted", leftover)
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
         return removed
 
     def update(self, **facts: Any) -> None:

@@ -94,8 +94,9 @@ def check_output_path(input_path: Path, output_path: Path) -> None:
     if output_path.is_dir():
         raise PredictError(f"--output {output_path} is a directory; name the CSV file to write, e.g. "
                            f"--output {output_path / 'submission.csv'}")
-    if output_path.exists() and input_path.exists() and output_path.samefile(input_path) \
-            or output_path.resolve() == input_path.resolve():
+    same_file = output_path.resolve() == input_path.resolve() or (
+        output_path.exists() and input_path.exists() and output_path.samefile(input_path))  # a hard link too
+    if same_file:
         raise PredictError(f"--output {output_path} is the --input file: the predictions would replace it; "
                            "write them to another file, e.g. --output submission.csv")
     parent = next((p for p in output_path.resolve().parents if p.exists()), None)

@@ -135,7 +135,7 @@ def find_run_dir(target: str | Path) -> Path:
                 f"{path} is not a trained run's model directory (no config.yaml); pass models/{{name}}_{{timestamp}}, "
                 "a run id, a run name or a config file"
             )
-        return _whole(path)
+        return whole_run_dir(path)
     config_path = path if path.is_file() else MODEL_CONFIGS / f"{target}.yaml"
     task = None
     if config_path.is_file():
@@ -146,14 +146,14 @@ def find_run_dir(target: str | Path) -> Path:
         if path.name != name:  # a path to nothing
             raise _nothing_there(target, config_path, None)
         if (root / "models" / name / "config.yaml").is_file():
-            return _whole(root / "models" / name)
+            return whole_run_dir(root / "models" / name)
     try:
         pinned = artifacts.pinned_run_dir(name)
     except artifacts.PinError as exc:
         raise RunError(str(exc)) from None
     if pinned is not None:
         log.info("%s pins '%s' to %s", artifacts.pin_variable(name), name, pinned)
-        return _whole(check_pin(pinned, name, task))
+        return whole_run_dir(check_pin(pinned, name, task))
     if not config_path.is_file() and not artifacts.find_runs(name, root):
         raise _nothing_there(target, config_path, root)
     return latest_completed_run(name, root).model_dir
@@ -206,7 +206,8 @@ def safetensors_problem(path: Path) -> Optional[str]:
         return f"unreadable ({exc})"
 
 
-def _whole(run_dir: Path) -> Path:
+def whole_run_dir(run_dir: Path) -> Path:
+    """``run_dir`` when ``run_problem`` finds nothing wrong with it, else a RunError naming what is."""
     problem = run_problem(run_dir)
     if problem:
         raise RunError(f"{run_dir}: {problem}")
