@@ -7,8 +7,9 @@
     {root}/logs/tensorboard/{name}_{ts}/               TensorBoard event files (training.report_to: tensorboard)
 
 run.json is written when the run starts (status "running", with the process id and host) and rewritten
-as facts arrive, ending in "completed" or "failed" (with the error and log path). Every file is written
-atomically.
+as facts arrive, ending in "completed", "failed" (with the error and log path) or "interrupted" (Ctrl-C).
+Every file is written atomically. A run is held by one live process at a time (``Run.hold``: a lock file
+beside run.json that the system releases when the process ends, even by kill -9).
 
 Where models live: ``{root}`` is the config's ``output.root`` when it sets one (in the YAML or with
 ``--set``), else ``$SUMTUNE_HOME``, else the current directory (``default_root``). ``SUMTUNE_MODEL_<NAME>``
@@ -18,17 +19,19 @@ run directory: lookups by name use it instead of the newest completed run (``pin
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
+import shutil
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from .records import write_csv_atomic, write_json_atomic
+from .records import staging_leftovers, write_csv_atomic, write_json_atomic
 
 log = logging.getLogger("sumtune")
 
@@ -38,6 +41,7 @@ RUN_ID = re.compile(r"^(?P<name>.+)_(?P<ts>\d{8}-\d{6}(?:-\d+)?)$")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the HF Trainer writes it last, after weights, optimizer and RNG states
 CHECKPOINT_WEIGHTS = ("*model*.safetensors", "*model*.bin", "global_step*")  # (adapter_)model, pickle, DeepSpeed
+LOCK_FILE = "run.lock"  # beside run.json; holds the id and host of the process that holds the run
 HOME_VARIABLE = "SUMTUNE_HOME"
 PIN_PREFIX = "SUMTUNE_MODEL_"
 
@@ -51,6 +55,14 @@ LIBRARY_NOISE = (
 
 class PinError(ValueError):
     """A SUMTUNE_MODEL_<NAME> variable that does not point at a run; the message names it and the fix."""
+
+
+class RunHeld(RuntimeError):
+    """Another live process holds the run (``Run.hold``); the message names the run and that process."""
+
+
+class CorruptRun(ValueError):
+    """A run's file cannot be read (cut short, not JSON); the message names the file."""
 
 
 def default_root() -> tuple[Path, str]:
@@ -100,6 +112,7 @@ class Run:
     root: Path
     manifest: dict[str, Any] = field(default_factory=dict)
     _log_handler: Optional[logging.Handler] = None
+    _lock: Optional[Any] = field(default=None, repr=False)  # the open lock file while this process holds the run
 
     @property
     def model_dir(self) -> Path:
@@ -128,6 +141,50 @@ class Run:
     @property
     def run_json(self) -> Path:
         return self.results_dir / "run.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.results_dir / LOCK_FILE
+
+    def hold(self) -> None:
+        """Hold the run for this process, or raise RunHeld naming the process that holds it.
+
+        An exclusive ``fcntl.flock`` on results/run.lock: the system drops it when the holder ends, however
+        it ends (kill -9 included), so a crashed run is never left held; the file's text (process id and
+        host) is only for the message. Released by ``release``.
+        """
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666), "r+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunHeld(f"run {self.run_id} is held by {holder} ({self.lock_path}); wait for it to end or stop it, "
+                          "then run again (a process that crashed or was killed holds nothing)") from None
+        handle.truncate(0)
+        facts = this_process()
+        handle.write(f"process {facts['pid']} on {facts['host']}\n")
+        handle.flush()
+        self._lock = handle
+
+    def release(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def remove_staging_leftovers(self) -> list[Path]:
+        """Delete what an interrupted save left in the model and results directories (staging folders and
+        temporary files of ``records``' atomic writers); return what was removed, each also logged."""
+        removed = staging_leftovers(self.model_dir) + staging_leftovers(self.results_dir)
+        for leftover in removed:
+            log.warning("removing %s, left by a save that was interrupted", leftover)
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        return removed
 
     def update(self, **facts: Any) -> None:
         """Merge facts into run.json and rewrite it atomically."""
@@ -272,7 +329,16 @@ def run_to_resume(name: str, root: Path) -> Run:
 
 
 def load_manifest(run: Run) -> dict[str, Any]:
-    return json.loads(run.run_json.read_text(encoding="utf-8")) if run.run_json.is_file() else {}
+    """run.json as a dict ({} when there is none); CorruptRun naming the file when it cannot be read."""
+    if not run.run_json.is_file():
+        return {}
+    try:
+        manifest = json.loads(run.run_json.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise CorruptRun(f"{run.run_json} is cut short or not JSON ({exc}): run {run.run_id} is corrupt") from None
+    if not isinstance(manifest, dict):
+        raise CorruptRun(f"{run.run_json} holds a {type(manifest).__name__}, not an object: run {run.run_id} is corrupt")
+    return manifest
 
 
 def run_task(manifest: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from .artifacts import HOME_VARIABLE, default_root
 from .architectures import ARCHITECTURES, SIZE_PRESETS, get_architecture, unknown_choice_message
 from .checkpoints import FETCHABLE, checkpoint_problems, fetched_name
-from .datafiles import ROLES, CheckedFile, check_data_file, check_labels
+from .datafiles import ROLES, CheckedFile, check_data_file, check_labels, check_overlap
 from .memory import parse_size_mib
 
 log = logging.getLogger("sumtune")
@@ -523,7 +523,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError([f"--set {item}: expected key.path=value, e.g. training.learning_rate=1e-4"])
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _override_value(item, text)
         node = result
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -532,6 +532,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node[part]
         node[parts[-1]] = value
     return result
+
+
+def _override_value(item: str, text: str) -> Any:
+    """The YAML value of one ``--set``; a malformed or tagged value (``!!python/...``: safe_load never runs
+    it) is one ConfigError line naming the override and the fix."""
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"--set {item}: the value is not valid YAML ({problem}); quote a text value "
+                           "(--set 'key=\"...\"'), and write lists as [a, b]"]) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True,
@@ -602,6 +615,8 @@ def check_data_files(cfg: RunConfig) -> list[CheckedFile]:
     checked = {role: check_data_file(path, cfg.data, role, cfg.task) for role, path in files if path is not None}
     if cfg.task == "classification":
         check_labels(checked.get("train_file"), checked.get("eval_file"), cfg.data)
+    if "train_file" in checked:
+        check_overlap(checked["train_file"], checked.get("eval_file"), cfg.data)
     return list(checked.values())
 
 

@@ -22,7 +22,8 @@ from typing import Callable, NamedTuple, Optional
 
 from .architectures import Architecture
 from .config import DataConfig, PreprocessingConfig, RunConfig, data_file_problems
-from .datafiles import CheckedFile, Example, LabeledText, check_data_file, check_labels, label_set
+from .datafiles import (CheckedFile, Example, LabeledText, check_data_file, check_labels, check_overlap, label_set,
+                        rows_slice)
 
 log = logging.getLogger("sumtune")
 
@@ -143,8 +144,12 @@ class Fitted(NamedTuple):
     cut: bool  # whether the text had to be shortened to fit
 
 
+CHARS_PER_TOKEN = 16  # a first guess at how much text ``limit`` tokens can cover (``head_past_limit``)
+
+
 def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenizer, what: str) -> Fitted:
     """``encode(text)``, with ``text`` cut at a token boundary until the result has at most ``limit`` ids."""
+    text = head_past_limit(text, encode, limit)
     ids = encode(text)
     if len(ids) <= limit:
         return Fitted(ids, cut=False)
@@ -158,6 +163,19 @@ def fit_text(text: str, encode: Callable[[str], list[int]], limit: int, tokenize
     overhead = len(encode(""))
     raise DataError(f"{what}: a limit of {limit} tokens leaves no room for the text after the {overhead} tokens "
                     "that the prompt, template and special tokens take; raise it")
+
+
+def head_past_limit(text: str, encode: Callable[[str], list[int]], limit: int) -> str:
+    """The shortest of ``text``'s first ``limit`` x 16, x 64, ... characters that still encodes to more than
+    ``limit`` ids, else the whole text: cutting it then keeps the same tokens as cutting the whole, and a
+    50 MB record is never tokenized whole (its ids and offsets took gigabytes) when 384 tokens are kept."""
+    window = limit * CHARS_PER_TOKEN
+    while window < len(text):
+        head = text[:window]
+        if len(encode(head)) > limit:
+            return head
+        window *= 4
+    return text
 
 
 def ending_with(ids: list[int], end_id: int) -> list[int]:
@@ -315,6 +333,7 @@ def read_splits(cfg: RunConfig) -> Splits:
     problems = data_file_problems(list(checked.values()))
     if problems:
         raise DataError("\n".join(problems))
+    check_overlap(checked["train_file"], checked.get("eval_file"), cfg.data)  # a warning, logged by log_splits
     train = checked["train_file"].examples[rows_slice(cfg.data.train_rows)]
     eval_ = checked["eval_file"].examples[rows_slice(cfg.data.eval_rows)] if "eval_file" in checked else None
     if cfg.eval_split is not None:
@@ -324,14 +343,6 @@ def read_splits(cfg: RunConfig) -> Splits:
     labels = label_set(e.label for e in train + (eval_ or [])) if cfg.task == "classification" else None
     return Splits(train[: cfg.data.max_train_samples], eval_[: cfg.data.max_eval_samples] if eval_ is not None else None,
                   list(checked.values()), labels)
-
-
-def rows_slice(rows: Optional[str]) -> slice:
-    """``data.train_rows`` / ``eval_rows`` ('0:399', ':100', '400:') as a slice; None: every row."""
-    if rows is None:
-        return slice(None)
-    start, end = rows.split(":")
-    return slice(int(start) if start else None, int(end) if end else None)
 
 
 def stratified_split(examples: list, share: float, seed: int) -> tuple[list, list]:

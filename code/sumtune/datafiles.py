@@ -17,6 +17,9 @@ before any run directory exists) and ``sumtune predict`` (the test file), so the
 | duplicate ids                                 | warning                                | error     |
 | empty id                                      | -  (the row is named by its number)    | error     |
 
+Every value is put in one Unicode form first (``normalization``: NFC, no zero-width characters), so an id
+made only of a zero-width space is empty, and NFD text from a Mac trains and scores like its NFC twin.
+
 A test file's rows become a submission: each needs its own id and a dialogue, and none may be dropped.
 
 ``task: classification`` reads ``text_column`` and ``label_column`` in place of dialogue and summary,
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from .normalization import normalize_text
 from .records import Table, read_table, some_of
 
 if TYPE_CHECKING:
@@ -154,6 +158,7 @@ def _check_rows(checked: CheckedFile, table: Table, data: DataConfig, role: Role
     empty: dict[str, list[str]] = {data.id_column: [], source_column: [], target_column: []}
     rows_of_id: dict[str, list[int]] = {}
     for number, (row, place) in enumerate(zip(table.rows, table.places), start=1):
+        row = {column: normalize_text(value) for column, value in row.items()}  # one Unicode form (NFC) everywhere
         row_id = row.get(data.id_column, "").strip()
         source, target = row[source_column], row.get(target_column)
         if data.clean:
@@ -210,6 +215,35 @@ def _judge_duplicate_ids(checked: CheckedFile, rows_of_id: dict[str, list[int]],
     else:
         checked.warnings.append(f"{found}; predictions and scores are matched by id, so give each row its own "
                                 "(or set data.id_column to the column that holds them)")
+
+
+def rows_slice(rows: Optional[str]) -> slice:
+    """``data.train_rows`` / ``eval_rows`` ('0:399', ':100', '400:') as a slice; None: every row."""
+    if rows is None:
+        return slice(None)
+    start, end = rows.split(":")
+    return slice(int(start) if start else None, int(end) if end else None)
+
+
+SOURCE_ATTRIBUTE = {Example: "dialogue", LabeledText: "text"}  # what the model reads, by row class
+
+
+def check_overlap(train: CheckedFile, eval_: Optional[CheckedFile], data: DataConfig) -> None:
+    """Warn (on the eval file) when dev rows, after data.train_rows / eval_rows, are also training rows: the
+    same file, or the same dialogue (text) in both. Dev scores on such rows measure memorisation."""
+    if eval_ is None or train.problems or eval_.problems:
+        return
+    trained_on = {getattr(e, SOURCE_ATTRIBUTE[type(e)]) for e in train.examples[rows_slice(data.train_rows)]}
+    dev = eval_.examples[rows_slice(data.eval_rows)]
+    shared = [e.id for e in dev if getattr(e, SOURCE_ATTRIBUTE[type(e)]) in trained_on]
+    if not shared:
+        return
+    same = " (the same file)" if train.path.resolve() == eval_.path.resolve() else ""
+    eval_.warnings.append(
+        f"{eval_.path}: {len(shared)} of {len(dev)} dev rows have the {SOURCE_ATTRIBUTE[type(dev[0])]} of a row of "
+        f"data.train_file {train.path}{same}: {some_of(shared, 5)}; dev scores on them measure memorisation. "
+        "Remove them from one file, or split one file with data.train_rows and data.eval_rows"
+    )
 
 
 def clean_text(text: str) -> str:

@@ -96,7 +96,13 @@ def reserve_run(cfg: RunConfig, resume: bool, processes: Processes) -> artifacts
 
 
 def open_run(cfg: RunConfig, resume: bool) -> artifacts.Run:
-    return artifacts.run_to_resume(cfg.name, cfg.output.root) if resume else artifacts.new_run(cfg.name, cfg.output.root)
+    """A new run, or with ``resume`` the one to continue, held by this process (``artifacts.RunHeld`` when a
+    live process holds it); a resumed run's staging leftovers from an interrupted save are removed."""
+    run = artifacts.run_to_resume(cfg.name, cfg.output.root) if resume else artifacts.new_run(cfg.name, cfg.output.root)
+    run.hold()
+    if resume:
+        run.remove_staging_leftovers()
+    return run
 
 
 class FollowerRun(artifacts.Run):

@@ -13,6 +13,9 @@ token in all of them.
 Several references per example: `rouge1` etc. average the F1 over the references (the competition
 rule), `rouge1_max` etc. take the best reference. `score` is rouge1 + rouge2 + rougeL.
 
+Both sides are put in one Unicode form first (`normalization.normalize_text`: NFC, no zero-width
+characters, full-width ASCII folded), so Korean predictions saved as NFD (macOS) score like their NFC twin.
+
 No text makes scoring fail (it runs after training): a prediction that is empty or has no tokens
 under the tokenizer scores 0 and is counted (`n_empty_predictions`; more than 10 % logs a warning that
 says what it usually means); a reference without tokens is ignored, and an example left without any
@@ -39,6 +42,7 @@ from typing import Any, Optional, Protocol
 
 from rouge_score import rouge_scorer, tokenizers
 
+from sumtune.normalization import normalize_text
 from sumtune.records import read_records
 
 logger = logging.getLogger(__name__)
@@ -308,6 +312,7 @@ def rouge(
     for index, (prediction, refs) in enumerate(zip(predictions, reference_sets)):
         example = _describe_example(index, ids)
         _check_types(prediction, refs, example)
+        prediction, refs = normalize_text(prediction), [normalize_text(reference) for reference in refs]
         scorer, cached = scorers.for_texts([prediction, *refs])
         usable = [reference for reference in refs if cached.tokenize(reference)]
         ignored_references += [

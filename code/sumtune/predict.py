@@ -11,7 +11,8 @@ without the id column gets its rows named row1, row2, ...
 A run is a ``models/{name}_{ts}`` directory, a run id, or a config (path, or a stem of
 config/model_configs/) or run name whose latest *completed* run is used (``trained.find_run_dir``). The run is rebuilt as it was trained
 by ``sumtune.trained.load`` (base, quantization, adapter, tokenizer, prompt and generation settings);
-the input is checked before any model is loaded.
+the output path (never the input file, never a directory) and the input are checked before any model
+is loaded.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def predict(target: str | Path, input_path: Path, output_path: Path, batch_size:
     """Write a row for every row of ``input_path``, in input order (see the module's docstring); return the path."""
     if batch_size is not None and batch_size < 1:
         raise PredictError(f"--batch-size must be at least 1 (got {batch_size})")
+    check_output_path(Path(input_path), Path(output_path))  # before any run is looked up or model loaded
     try:
         run_dir = find_run_dir(target)
         cfg = load_run_config(run_dir)
@@ -85,6 +87,21 @@ def write_labels(trained, rows: InputRows, output_path: Path, id_column: str, pr
         for record, s in zip(records, scored):
             record.update({f"probability_{name}": round(p, 6) for name, p in s.probabilities.items()})
     return write_csv_atomic(output_path, records, columns)
+
+
+def check_output_path(input_path: Path, output_path: Path) -> None:
+    """Refuse an ``--output`` that would replace the input file, is a directory, or lies under a file."""
+    if output_path.is_dir():
+        raise PredictError(f"--output {output_path} is a directory; name the CSV file to write, e.g. "
+                           f"--output {output_path / 'submission.csv'}")
+    same_file = output_path.resolve() == input_path.resolve() or (
+        output_path.exists() and input_path.exists() and output_path.samefile(input_path))  # a hard link too
+    if same_file:
+        raise PredictError(f"--output {output_path} is the --input file: the predictions would replace it; "
+                           "write them to another file, e.g. --output submission.csv")
+    parent = next((p for p in output_path.resolve().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise PredictError(f"--output {output_path}: {parent} is a file, not a directory; choose a path in a directory")
 
 
 # --- input -----------------------------------------------------------------------------------------

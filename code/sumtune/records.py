@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,10 +47,13 @@ CSV_ERROR_HINTS = {
     "unexpected end of data": 'a quoted field opened here is never closed; add the closing quote (and write a quote inside a quoted field as "")',
     "expected after": 'text follows a closing quote; write a quote inside a quoted field as two (""), and close every quote you open',
     "line contains nul": "the file holds NUL bytes (UTF-16 without a byte-order mark, or not a text file); save it as UTF-8 CSV",
-    "field larger than field limit": "a field is over 128 KiB, most likely an unclosed quote that swallowed the rows after it; close the quote",
 }
 
 log = logging.getLogger("sumtune")
+
+# The names the atomic writers below give their temporary files and staging folders (".run.1a2b3c4d.tmp.json",
+# ".staging.1a2b3c4d.tmp", ".base_model.1a2b3c4d.old"): a process killed mid-save leaves them behind.
+STAGING_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.(tmp|old)(\..+)?$")
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,19 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _read_csv(path: Path, text: str) -> tuple[list[dict[str, str]], list[str], list[str]]:
-    """Strict parsing, so that an unclosed quote is an error instead of a field that swallows the rest."""
+    """Strict parsing, so that an unclosed quote is an error instead of a field that swallows the rest.
+
+    No field limit beyond the file's own length: Python's 128 KiB default refused well-formed long dialogues,
+    and an unclosed quote is caught anyway ("unexpected end of data", where the quote opens)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))
+    try:
+        return _read_csv_rows(path, text)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_csv_rows(path: Path, text: str) -> tuple[list[dict[str, str]], list[str], list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows, places, ragged = [], [], []
     header: list[str] = []
@@ -235,6 +251,12 @@ def _as_text(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def staging_leftovers(directory: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files and staging folders an interrupted atomic write left directly in ``directory``."""
+    directory = Path(directory)
+    return sorted(p for p in directory.iterdir() if STAGING_NAME.match(p.name)) if directory.is_dir() else []
 
 
 @contextmanager

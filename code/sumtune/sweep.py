@@ -26,6 +26,7 @@ def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool 
     all its runs (unless ``report`` is false); ``runs_file`` collects their results directories.
     ``debug`` makes each a smoke test (``config.DEBUG_OVERRIDES`` and those of its task, before ``overrides``).
     """
+    from .artifacts import RunHeld
     from .config import ConfigError, load_config
 
     configs, runs, failed = [], [], []
@@ -49,6 +50,12 @@ def train_configs(paths: Sequence[Path], overrides: Sequence[str], resume: bool 
         except KeyboardInterrupt:
             print("interrupted; continue with --resume", file=sys.stderr)
             return 130
+        except RunHeld as exc:  # another live process trains this run; nothing of it was touched
+            print(f"error: {exc}", file=sys.stderr)
+            if not sweep:
+                return EXIT_FAILED
+            failed.append(cfg.name)
+            continue
         except Exception as exc:  # the run recorded the error and traceback in its run.json and log
             print(f"error: {cfg.name}: {exc}", file=sys.stderr)
             failed.append(cfg.name)

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 import time
 import traceback
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ from .machine import library_versions
 from .generate import generation_precision
 from .packing import check_packed_attention, resolve_packing
 from .precision import resolve_precision
+from .normalization import DESCRIPTION as TEXT_NORMALIZATION
 from .records import files_moved_into, write_text_atomic
 
 log = logging.getLogger("sumtune")
@@ -107,17 +109,30 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         processes.wait_for_everyone()
         if processes.main:  # instead of PEFT's empty template
             write_text_atomic(run.model_dir / "README.md", run_card(cfg, run.manifest, run.run_id, run.model_dir))
+        run.manifest.pop("error", None)  # an earlier attempt's, before --resume finished the run
         run.update(status="completed", wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb())
         log.info("done: model %s | results %s | log %s", run.model_dir, run.results_dir, run.log_path)
         return RunResult(run, scores, "completed")
     except BaseException as exc:
-        run.update(status="failed", error=f"{type(exc).__name__}: {exc}", log=str(run.log_path),
-                   wall_time_s=round(time.perf_counter() - started, 2))
-        log.error("run %s failed: %s", run.run_id, exc)
-        logging.getLogger("sumtune.file").error(traceback.format_exc())
+        record_ending(run, exc, time.perf_counter() - started)
         raise
     finally:
         run.detach_log()
+        run.release()
+
+
+def record_ending(run: artifacts.Run, exc: BaseException, seconds: float) -> None:
+    """Record in run.json how the run ended: ``interrupted`` for Ctrl-C, else ``failed`` with the error."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    error = ("KeyboardInterrupt: interrupted (Ctrl-C); continue with --resume" if interrupted
+             else f"{type(exc).__name__}: {exc}")
+    try:
+        run.update(status="interrupted" if interrupted else "failed", error=error, log=str(run.log_path),
+                   wall_time_s=round(seconds, 2))
+    except OSError as unwritten:  # a disk still full: the console and the log say it instead
+        log.error("could not record the run's end in %s: %s", run.run_json, unwritten)
+    log.error("run %s %s: %s", run.run_id, "interrupted" if interrupted else "failed", error)
+    logging.getLogger("sumtune.file").error(traceback.format_exc())
 
 
 def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
@@ -132,6 +147,7 @@ def describe_run(cfg: RunConfig, run: artifacts.Run) -> dict:
         results_dir=str(run.results_dir),
         log=str(run.log_path),
         debug=cfg.debug,
+        text_normalization=TEXT_NORMALIZATION,  # applied to every data file's text before training and scoring
         eval_file_sha256=file_sha256(cfg.data.eval_file),  # runs are compared only on the same dev data
         versions=library_versions(),
     )
@@ -348,6 +364,26 @@ def position_weights(model) -> Optional[tuple[float, float]]:
     return (1.0, (layers(base.get_decoder()) + base.get_output_embeddings().weight.numel()) / encoder) if encoder else None
 
 
+class CheckpointSaveError(OSError):
+    """Writing a checkpoint failed (most often a full disk); its partial directory was removed."""
+
+
+class RemovePartialCheckpoint:
+    """A checkpoint whose save fails is deleted before the error goes on, so a full disk gets its space back
+    (and run.json can record the failure); the error names the checkpoint and what to do."""
+
+    def _save_checkpoint(self, model, trial):
+        try:
+            return super()._save_checkpoint(model, trial)
+        except Exception as exc:
+            partial = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            shutil.rmtree(partial, ignore_errors=True)
+            raise CheckpointSaveError(
+                f"saving checkpoint {partial} failed ({type(exc).__name__}: {exc}); the partial checkpoint was removed. "
+                f"Free space under {partial.parent} (or lower training.save_total_limit), then continue with --resume"
+            ) from exc
+
+
 class LengthBucketing:
     """Training batches from ``batching.LengthBuckets`` (``training.group_by_length``) when
     ``length_buckets`` is set, else the Trainer's own loader (random order).
@@ -441,11 +477,15 @@ class CostliestEvalBatchFirst:
         return len(longest), lengths[longest[0]]
 
 
-class SumtuneTrainer(StopOnDivergence, LengthBucketing, LabelledLogitsOnly, CostliestEvalBatchFirst, transformers.Trainer):
+class SumtuneTrainer(
+    StopOnDivergence, RemovePartialCheckpoint, LengthBucketing, LabelledLogitsOnly, CostliestEvalBatchFirst, transformers.Trainer
+):
     pass
 
 
-class SumtuneSeq2SeqTrainer(StopOnDivergence, LengthBucketing, CostliestEvalBatchFirst, transformers.Seq2SeqTrainer):
+class SumtuneSeq2SeqTrainer(
+    StopOnDivergence, RemovePartialCheckpoint, LengthBucketing, CostliestEvalBatchFirst, transformers.Seq2SeqTrainer
+):
     pass
 
 

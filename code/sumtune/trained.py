@@ -31,7 +31,8 @@ import yaml
 from pydantic import ValidationError
 
 from . import artifacts
-from .config import ModelConfig, RunConfig, load_config
+from .config import DEBUG_SUFFIX, ModelConfig, RunConfig, load_config
+from .records import staging_leftovers
 
 log = logging.getLogger("sumtune")
 
@@ -125,7 +126,8 @@ def with_load_options(cfg: RunConfig, run_dir: Path, **options) -> RunConfig:
 
 def find_run_dir(target: str | Path) -> Path:
     """A run's model directory from itself, a run id, or a name: a config path / config stem / run name,
-    whose ``SUMTUNE_MODEL_<NAME>`` pin, else latest completed run, is used."""
+    whose ``SUMTUNE_MODEL_<NAME>`` pin, else latest completed run, is used. A run found is whole: a corrupt
+    or half-saved one is a RunError naming its file (``run_problem``); lookups by name pass over it."""
     path = Path(target)
     if path.is_dir():
         if not (path / "config.yaml").is_file():
@@ -133,27 +135,95 @@ def find_run_dir(target: str | Path) -> Path:
                 f"{path} is not a trained run's model directory (no config.yaml); pass models/{{name}}_{{timestamp}}, "
                 "a run id, a run name or a config file"
             )
-        return path
+        return whole_run_dir(path)
     config_path = path if path.is_file() else MODEL_CONFIGS / f"{target}.yaml"
+    task = None
     if config_path.is_file():
         cfg = load_config(config_path, check_files=False)
-        name, root = cfg.name, cfg.output.root
+        name, root, task = cfg.name, cfg.output.root, cfg.task
     else:  # a run id or a run name under $SUMTUNE_HOME, else the current directory
         name, root = str(target), artifacts.default_root()[0]
         if path.name != name:  # a path to nothing
             raise _nothing_there(target, config_path, None)
         if (root / "models" / name / "config.yaml").is_file():
-            return root / "models" / name
+            return whole_run_dir(root / "models" / name)
     try:
         pinned = artifacts.pinned_run_dir(name)
     except artifacts.PinError as exc:
         raise RunError(str(exc)) from None
     if pinned is not None:
         log.info("%s pins '%s' to %s", artifacts.pin_variable(name), name, pinned)
-        return pinned
+        return whole_run_dir(check_pin(pinned, name, task))
     if not config_path.is_file() and not artifacts.find_runs(name, root):
         raise _nothing_there(target, config_path, root)
     return latest_completed_run(name, root).model_dir
+
+
+def check_pin(run_dir: Path, name: str, task: Optional[str]) -> Path:
+    """A pinned run of another task than the config asked for is an error; one of another name, or a
+    ``--debug`` smoke run, is used with a warning that says so."""
+    variable = f"{artifacts.pin_variable(name)}={run_dir}"
+    saved = _saved_config(run_dir)
+    pinned_name = str(saved.get("name", run_dir.name))
+    pinned_task = artifacts.run_task({"task": saved.get("task")})
+    if task is not None and pinned_task != task:
+        raise RunError(f"{variable} pins the {task} run name '{name}' to a {pinned_task} run ('{pinned_name}'); point "
+                       f"it at a run of '{name}' (models/{name}_{{timestamp}}), or unset it to use the newest completed one")
+    if saved.get("debug") or pinned_name == f"{name}{DEBUG_SUFFIX}":
+        log.warning("%s is a --debug smoke run (2 training steps): its outputs are not a trained model's", variable)
+    elif pinned_name != name:
+        log.warning("%s pins '%s' to a run of '%s'", variable, name, pinned_name)
+    return run_dir
+
+
+def run_problem(run_dir: Path) -> Optional[str]:
+    """Why the run in ``run_dir`` cannot be used as it is (corrupt, or its final save interrupted), or None."""
+    leftovers = staging_leftovers(run_dir)
+    if leftovers:
+        return (f"its final save was interrupted ({leftovers[0]} is left over): the run is incomplete; finish it with "
+                "sumtune train CONFIG --resume")
+    try:
+        if (run_dir / "config.yaml").exists():
+            _saved_config(run_dir)
+        artifacts.load_manifest(artifacts.Run(run_dir.name, run_dir.name, run_dir.parent.parent))
+    except (RunError, artifacts.CorruptRun) as exc:
+        return str(exc)
+    for weights in sorted(run_dir.glob("*.safetensors")) + sorted((run_dir / "base_model").glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            return f"{weights} is {problem}: the run is corrupt (a copy or save cut short); copy it again or retrain"
+    return None
+
+
+def safetensors_problem(path: Path) -> Optional[str]:
+    """Why safetensors cannot open ``path`` (its header says more bytes than the file holds, ...), or None."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            return None
+    except (SafetensorError, OSError) as exc:
+        return f"unreadable ({exc})"
+
+
+def whole_run_dir(run_dir: Path) -> Path:
+    """``run_dir`` when ``run_problem`` finds nothing wrong with it, else a RunError naming what is."""
+    problem = run_problem(run_dir)
+    if problem:
+        raise RunError(f"{run_dir}: {problem}")
+    return run_dir
+
+
+def _saved_config(run_dir: Path) -> dict:
+    """config.yaml as a mapping; a RunError naming it when it cannot be read."""
+    path = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} cannot be read ({str(exc).splitlines()[0]}): the run is corrupt") from None
+    if not isinstance(saved, dict):
+        raise RunError(f"{path} is not a mapping of config keys: the run is corrupt")
+    return saved
 
 
 def _nothing_there(target, config_path: Path, root) -> RunError:
@@ -164,21 +234,38 @@ def _nothing_there(target, config_path: Path, root) -> RunError:
 
 
 def latest_completed_run(name: str, root: Path) -> artifacts.Run:
+    """The newest run of ``name`` that completed and is whole; corrupt or half-saved ones are passed over
+    with a warning naming the file."""
     runs = artifacts.find_runs(name, root)
+    statuses = []
     for run in reversed(runs):
-        if artifacts.load_manifest(run).get("status") == "completed":
+        try:
+            status = artifacts.load_manifest(run).get("status", "no run.json")
+            problem = run_problem(run.model_dir) if status == "completed" else None
+        except artifacts.CorruptRun as exc:
+            status, problem = "corrupt", str(exc)
+        if status == "completed" and problem is None:
             return run
+        if problem:
+            log.warning("passing over %s: %s", run.model_dir, problem)
+            status = "corrupt"
+        statuses.append(f"{run.run_id} ({status})")
     where = Path(root) / "models"
     if not runs:
         raise RunError(f"no run of '{name}' under {where}; train it first: sumtune train CONFIG "
                        f"(or set ${artifacts.HOME_VARIABLE} / output.root to where its runs are)")
-    statuses = ", ".join(f"{run.run_id} ({artifacts.load_manifest(run).get('status', 'no run.json')})" for run in runs)
-    raise RunError(f"no completed run of '{name}' under {where}; found {statuses}. Pass a run directory to use one")
+    raise RunError(f"no completed run of '{name}' under {where}; found {', '.join(reversed(statuses))}. "
+                   "Pass a run directory to use one")
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
     """The config the run was trained with (saved as config.yaml); its data files need not exist here."""
-    return RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+    try:
+        return RunConfig.model_validate(_saved_config(run_dir))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise RunError(f"{run_dir / 'config.yaml'} is not a valid run config ({problems}): the run is corrupt, or "
+                       "was saved by another sumtune") from None
 
 
 # --- the model -------------------------------------------------------------------------------------
