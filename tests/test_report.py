@@ -199,3 +199,34 @@ def test_a_chart_that_fails_to_save_leaves_the_previous_chart_whole(run_dirs, tm
         write_report(run_dirs, out)
     assert (out / "rouge.png").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.html", "comparison.md", "rouge.png"]
+
+
+def test_base_scores_gain_degenerate_counts_and_warnings_are_in_the_report(tmp_path):
+    root = tmp_path / "work"
+    below = "training did not pay: the fine-tuned model scores below its base model on the same dev examples (...)"
+    loops = "3 of 3 predictions (100%) are degenerate: 3 repeat a phrase (a word 3-gram 3 times or more). ..."
+    base = dict(rouge1=0.5, rouge2=0.2, rougeL=0.4, score=1.1, n_examples=3)
+    gain = {"score": {"base": 1.1, "fine_tuned": 0.45, "gain": -0.65}}
+    ids = [fake_run(root, "worse_20250101-000001", scores=(0.2, 0.05, 0.2), baseline={"status": "scored", "metrics": base},
+                    base_vs_fine_tuned=gain, below_base=True, warnings=[loops, below]),
+           fake_run(root, "scratch_20250101-000002", scores=(0.1, 0.0, 0.1), baseline={"status": "skipped", "reason": "x"})]
+    ids_paths = [root / "models" / run_id for run_id in ids]
+    for run_id in ids:  # the degenerate counts the run recorded
+        run_json = root / "outputs" / run_id / "results" / "run.json"
+        manifest = json.loads(run_json.read_text())
+        manifest["metrics"].update(n_cut_at_max_new_tokens=1, n_repeating_predictions=3, n_degenerate_predictions=3)
+        run_json.write_text(json.dumps(manifest))
+    out = write_report(ids_paths, tmp_path / "report")
+    markdown = (out / "comparison.md").read_text(encoding="utf-8")
+    header, *rows = table_rows(markdown)
+    worse, scratch = ({h: cell for h, cell in zip(header, row)} for row in rows)
+    assert (worse["base ROUGE-1"], worse["base ROUGE-L"], worse["gain over base"]) == ("0.5000", "0.4000", "-0.6500")
+    assert (scratch["base ROUGE-1"], scratch["gain over base"]) == ("", "")
+    assert (worse["cut at max_new_tokens"], worse["repeating predictions"]) == ("1", "3")
+    warnings = markdown.split("## Warnings", 1)[1]
+    assert f"**worse_20250101-000001**: {loops} **{below}**" in warnings and "scratch_" not in warnings
+    page = (out / "comparison.html").read_text(encoding="utf-8")
+    assert f'<strong class="below-base">{below}</strong>' in page
+    with (out / "comparison.csv").open(encoding="utf-8") as handle:
+        row = next(csv.DictReader(handle))
+    assert (float(row["base ROUGE-2"]), float(row["gain over base"])) == (0.2, -0.65)

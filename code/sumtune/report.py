@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from .artifacts import TIMESTAMP_FORMAT, run_task
+from .baseline import BELOW_BASE
 from .records import atomic_path, write_csv_atomic, write_text_atomic
 
 ROUGE_KEYS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
@@ -125,6 +126,20 @@ def _base_load_time(m: dict) -> Optional[float]:
     return times.get("base") if isinstance(times, dict) else None
 
 
+def _base_metric(key: str) -> Callable[[dict], Any]:
+    """A score of the run's base model before training (run.json ``baseline.metrics``); None when not scored."""
+    return lambda m: ((m.get("baseline") or {}).get("metrics") or {}).get(key)
+
+
+def _gain_over_base(m: dict) -> Optional[float]:
+    """The fine-tuned score minus the base model's (run.json ``base_vs_fine_tuned.score.gain``)."""
+    return ((m.get("base_vs_fine_tuned") or {}).get("score") or {}).get("gain")
+
+
+def _signed(digits: int) -> Callable[[Any], str]:
+    return lambda v: f"{v:+.{digits}f}" if isinstance(v, (int, float)) else ""
+
+
 def _number(digits: int) -> Callable[[Any], str]:
     return lambda v: f"{v:,.{digits}f}" if isinstance(v, (int, float)) else ""
 
@@ -155,9 +170,15 @@ COLUMNS = (
     Column("ROUGE-2", _metric("rouge2"), _number(4), numeric=True),
     Column("ROUGE-L", _metric("rougeL"), _number(4), numeric=True),
     Column("score", _metric("score"), _number(4), numeric=True),
+    Column("base ROUGE-1", _base_metric("rouge1"), _number(4), numeric=True),
+    Column("base ROUGE-2", _base_metric("rouge2"), _number(4), numeric=True),
+    Column("base ROUGE-L", _base_metric("rougeL"), _number(4), numeric=True),
+    Column("gain over base", _gain_over_base, _signed(4), numeric=True),
     Column("eval file sha256", _eval_file, lambda v: v[:HASH_CELL_CHARS]),
     Column("examples", _metric("n_examples"), _count, numeric=True),
     Column("empty predictions", _metric("n_empty_predictions"), _count, numeric=True),
+    Column("cut at max_new_tokens", _metric("n_cut_at_max_new_tokens"), _count, numeric=True),
+    Column("repeating predictions", _metric("n_repeating_predictions"), _count, numeric=True),
     Column("ROUGE tokenizer", _metric("tokenizer")),
     Column("train time (s)", lambda m: m.get("train_time_s"), _number(1), numeric=True),
     Column("wall time (s)", lambda m: m.get("wall_time_s"), _number(1), numeric=True),
@@ -330,6 +351,10 @@ def _cells(m: dict, columns: Sequence[Column]) -> list[str]:
     return cells
 
 
+def _is_below_base(warning: str) -> bool:
+    return warning.startswith(BELOW_BASE)  # shown in bold (red in the HTML)
+
+
 def _failed(runs: list[dict]) -> list[dict]:
     return [m for m in runs if m.get("status") != "completed"]
 
@@ -381,6 +406,12 @@ def to_markdown(parts: dict[str, list[dict]], charts: Optional[dict[str, list[Ch
         section = SECTIONS[task]
         lines += ([""] if index else []) + ([f"## {section.heading}", ""] if len(parts) > 1 else [])
         lines += _markdown_section(runs, section, (charts or {}).get(task, []))
+    warned = [m for runs in parts.values() for m in runs if m.get("warnings")]
+    if warned:
+        lines += ["", "## Warnings", ""]
+        for m in warned:
+            lines += [f"- **{m.get('run_id')}**: " + " ".join(f"**{markdown_cell(w)}**" if _is_below_base(w) else markdown_cell(w)
+                                                            for w in m["warnings"])]
     failed = [m for runs in parts.values() for m in _failed(runs)]
     if failed:
         lines += ["", "## Failed runs", ""]
@@ -421,6 +452,8 @@ tr.failed td { background: #fff1f0; }
 pre { background: #f6f8fa; padding: 0.6rem; overflow-x: auto; white-space: pre-wrap; }
 img { max-width: 100%; }
 p.note { font-weight: 600; color: #9a6700; }
+ul.warnings li { margin-bottom: 0.4rem; }
+.below-base { color: #b42318; }
 """
 
 
@@ -432,6 +465,12 @@ def to_html(parts: dict[str, list[dict]], charts: Optional[dict[str, list[Chart]
         + _html_section(runs, SECTIONS[task], (charts or {}).get(task, []))
         for task, runs in parts.items()
     )
+    warnings = "".join(
+        f"<li><strong>{esc(str(m.get('run_id')))}</strong>: "
+        + " ".join(f'<strong class="below-base">{esc(w)}</strong>' if _is_below_base(w) else esc(w) for w in m["warnings"])
+        + "</li>"
+        for runs in parts.values() for m in runs if m.get("warnings")
+    )
     errors = "".join(
         f"<h3>{esc(str(m.get('run_id')))} ({esc(str(m.get('status')))})</h3><pre>{esc(m.get('error') or '(no error recorded)')}</pre>"
         + (f"<p>Log: <code>{esc(m['log'])}</code></p>" if m.get("log") else "")
@@ -440,6 +479,7 @@ def to_html(parts: dict[str, list[dict]], charts: Optional[dict[str, list[Chart]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Run comparison</title>'
         f"<style>{CSS}</style></head><body>\n<h1>Run comparison</h1>\n{sections}"
+        + (f'<h2>Warnings</h2><ul class="warnings">{warnings}</ul>\n' if warnings else "")
         + (f"<h2>Failed runs</h2>{errors}\n" if errors else "")
         + "</body></html>\n"
     )
