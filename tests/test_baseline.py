@@ -15,6 +15,7 @@ import pytest
 from sumtune.baseline import BASE_PREDICTIONS, CACHE_DIR, baseline_facts, cache_key
 from sumtune.records import read_records
 from sumtune.train import train
+from test_report import table_rows
 from tiny_runs import SAMPLE, tiny
 
 DECODING = ["generation.num_beams=1", "generation.max_new_tokens=16"]
@@ -123,3 +124,19 @@ def test_evaluation_baseline_false_and_scratch_models_skip_it_and_say_why(pretra
     off = train(on(pretrained, tmp_path, "evaluation.baseline=false", "training.max_steps=1")).run
     assert manifest_of(off)["baseline"] == {"status": "skipped", "reason": "evaluation.baseline is false"}
     assert not (off.results_dir / BASE_PREDICTIONS).exists() and not (tmp_path / CACHE_DIR).exists()
+
+
+def test_the_report_shows_the_base_models_prediction_beside_the_fine_tuned_one(wrecked, tmp_path):
+    from sumtune.report import write_report
+
+    _, run, _ = wrecked
+    out = write_report([run.model_dir], tmp_path / "report")
+    markdown = (out / "comparison.md").read_text(encoding="utf-8")
+    base = {row["id"]: row["prediction"] for row in read_records(run.results_dir / BASE_PREDICTIONS)}
+    shown = markdown.split(f"### {run.run_id}")[1]
+    assert shown.count("- base model: ") == shown.count("- prediction: ") == 3
+    assert all(f"- base model: {' '.join(text.split())}" in shown for text in base.values())
+    assert "**training did not pay" in markdown.split("## Warnings")[1]
+    header, row = table_rows(markdown)[:2]
+    gain = manifest_of(run)["base_vs_fine_tuned"]["score"]["gain"]
+    assert row[header.index("gain over base")] == f"{gain:+.4f}" and gain < 0

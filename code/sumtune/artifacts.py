@@ -2,8 +2,9 @@
 
     {root}/models/{name}_{YYYYmmdd-HHMMSS}/            adapter or model (safetensors), tokenizer, config.yaml
     {root}/models/{name}_{ts}/checkpoints/             Trainer checkpoints (for --resume)
-    {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json (base_predictions.csv:
-                                                       the base model's, when the run scored it)
+    {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json, losses.csv
+                                                       (training and eval loss by step), base_predictions.csv
+                                                       (the base model's, when the run scored it)
     {root}/outputs/.baselines/{key}/                   base-model scores reused across runs (sumtune/baseline.py)
     {root}/logs/{name}_{ts}.log                        the run's log
     {root}/logs/tensorboard/{name}_{ts}/               TensorBoard event files (training.report_to: tensorboard)

@@ -331,6 +331,23 @@ def rouge(
     return result
 
 
+def example_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: str = "auto", rouge_type: str = "rougeL"
+) -> list[Optional[float]]:
+    """Each example's F1 of ``rouge_type`` (mean over its references, as `rouge` averages them); 0 for an
+    empty prediction, None for an example without a usable reference. The report picks examples by it."""
+    scorers = _ExampleScorers(get_tokenizer(tokenizer))
+    found: list[Optional[float]] = []
+    for prediction, refs in zip(predictions, _reference_sets(references)):
+        scorer, cached = scorers.for_texts([prediction, *refs])
+        usable = [reference for reference in refs if cached.tokenize(reference)]
+        if not usable:
+            found.append(None)
+        else:
+            found.append(_score_example(scorer, prediction, usable)[rouge_type][0] if cached.tokenize(prediction) else 0.0)
+    return found
+
+
 def empty_predictions_warning(n_empty: int, n_total: int, how: str = "empty") -> Optional[str]:
     """The warning for more than 10 % empty predictions, saying what that usually means; else None."""
     if not n_total or n_empty / n_total <= EMPTY_WARNING_SHARE:

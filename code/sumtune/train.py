@@ -39,7 +39,7 @@ from .machine import library_versions
 from .generate import generation_precision
 from .packing import check_packed_attention, resolve_packing
 from .precision import resolve_precision
-from .records import files_moved_into, write_text_atomic
+from .records import files_moved_into, write_csv_atomic, write_text_atomic
 
 log = logging.getLogger("sumtune")
 
@@ -94,6 +94,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
                                                  plan.backend, processes.world_size))
         fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
         run.update(**fit_stats)
+        if processes.main:
+            write_losses(trainer.state.log_history, run)
 
         save_model(trainer, tokenizer, run)
         scores = None
@@ -390,6 +392,17 @@ def fit(trainer, checkpoint: Optional[Path]) -> dict:
         train_tokens=tokens,
         train_tokens_per_s=round((tokens - before.num_input_tokens_seen) / seconds, 1) if seconds else None,
     )
+
+
+LOSS_COLUMNS = ("step", "epoch", "loss", "eval_loss", "learning_rate")
+
+
+def write_losses(log_history: list[dict], run: artifacts.Run) -> None:
+    """losses.csv in the run's results: every logged training loss and eval loss by step (the report's
+    loss curve); a resumed run's history starts at its first step."""
+    rows = [{key: entry.get(key, "") for key in LOSS_COLUMNS} for entry in log_history
+            if "loss" in entry or "eval_loss" in entry]
+    write_csv_atomic(run.results_dir / "losses.csv", rows, LOSS_COLUMNS)
 
 
 def whole_run_loss(before: transformers.TrainerState, training_loss: float, steps: int) -> float:
