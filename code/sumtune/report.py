@@ -612,7 +612,8 @@ CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans KR", sans-serif; margin: 2rem; color: #1f2328; }
 table { border-collapse: collapse; font-size: 0.85rem; }
 table.headline { max-width: 100%; }
-table.headline td { overflow-wrap: anywhere; }
+table.headline td.long { overflow-wrap: anywhere; min-width: 6rem; }
+table.headline td.text { white-space: nowrap; }
 div.wide { overflow-x: auto; max-width: 100%; }
 details { margin: 0.8rem 0; }
 summary { cursor: pointer; color: #0969da; }
@@ -670,13 +671,17 @@ def _html_table(runs: list[dict], columns: Sequence[Column], css_class: str) -> 
     body = []
     for m in runs:
         cells = "".join(
-            f'<td class="num">{esc(cell)}</td>' if c.numeric else f"<td>{esc(cell)}</td>"
-            for c, cell in zip(columns, _cells(m, columns))
+            f'<td class="{_css_class(c)}">{esc(cell)}</td>' for c, cell in zip(columns, _cells(m, columns))
         )
         row_class = ' class="failed"' if m.get("status") != "completed" else ""
         body.append(f"<tr{row_class}>{cells}</tr>")
     return (f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
             + "\n</tbody></table>\n")
+
+
+def _css_class(column: Column) -> str:
+    """num: right-aligned, never wrapped; long: may wrap anywhere (run ids, models); text: wraps at spaces."""
+    return "num" if column.numeric else "long" if column.header in SHRINKABLE else "text"
 
 
 def _html_section(runs: list[dict], section: Section, charts: list[Chart]) -> str:
