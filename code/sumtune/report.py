@@ -20,8 +20,8 @@ a score follow, failed runs last with their error, outside the ranking. Nothing 
     {out}/loss_{run_id}.png each run's training (and eval) loss by step, from its losses.csv
 
 Classification runs (run.json ``"task": "classification"``) get their own section after the
-summarization one, with their own columns (accuracy, macro-F1, the majority-class baseline, per-class
-F1), ranked by macro-F1 within groups of (eval file content hash, number of examples, labels):
+summarization one, with their own headline (accuracy, macro-F1, the majority-class baseline; per-class F1
+in the CSV and the details table), ranked by macro-F1 within groups of (eval file content hash, number of examples, labels):
 
     {out}/comparison_classification.csv    the classification table, full values
     {out}/confusion_{run_id}.png           each scored classification run's confusion matrix (counts;

@@ -399,7 +399,7 @@ LOSS_COLUMNS = ("step", "epoch", "loss", "eval_loss", "learning_rate")
 
 def write_losses(log_history: list[dict], run: artifacts.Run) -> None:
     """losses.csv in the run's results: every logged training loss and eval loss by step (the report's
-    loss curve); a resumed run's history starts at its first step."""
+    loss curve); after a resume it still starts at step 1 (the checkpoint keeps the log history)."""
     rows = [{key: entry.get(key, "") for key in LOSS_COLUMNS} for entry in log_history
             if "loss" in entry or "eval_loss" in entry]
     write_csv_atomic(run.results_dir / "losses.csv", rows, LOSS_COLUMNS)
