@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 from .artifacts import Run
 from .config import RunConfig
-from .records import write_json_atomic
+from .records import atomic_path, write_json_atomic
 
 log = logging.getLogger("sumtune")
 
@@ -100,7 +100,7 @@ def score_base_model(model, tokenizer, examples, cfg: RunConfig, run: Run, new_t
     cache = Path(cfg.output.root) / CACHE_DIR / key
     cached = read_cached(cache, facts)
     if cached is not None:
-        shutil.copyfile(cache / "predictions.csv", run.results_dir / BASE_PREDICTIONS)
+        copy_atomic(cache / "predictions.csv", run.results_dir / BASE_PREDICTIONS)
         log.info("base model: reused its scores from %s (scored by %s): %s", cache, cached.get("scored_by"),
                  describe_scores(cached["metrics"]))
         return {"status": "reused", "reason": "the same base, dev examples, decoding and prompt were scored before",
@@ -128,10 +128,15 @@ def read_cached(cache: Path, facts: dict) -> Optional[dict]:
 
 def write_cache(cache: Path, facts: dict, scores: dict, run: Run) -> None:
     """The base's predictions, then baseline.json (written last: its presence marks a complete entry)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.results_dir / BASE_PREDICTIONS, cache / "predictions.csv")
+    copy_atomic(run.results_dir / BASE_PREDICTIONS, cache / "predictions.csv")
     write_json_atomic(cache / "baseline.json", {"facts": facts, "metrics": scores, "scored_by": run.run_id,
                                                 "scored_at": datetime.now().isoformat(timespec="seconds")})
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """A copy that a reader (another run reusing the cache) sees whole or not at all."""
+    with atomic_path(target) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def describe_scores(scores: dict) -> str:
