@@ -278,3 +278,10 @@ def test_the_report_shows_summaries_side_by_side_and_loss_curves_of_tiny_runs(ti
     assert side.count("| run | ROUGE-L | prediction |") >= 1
     assert all(f"| {run.run_id} |" in side for run in runs)  # each run's prediction for the same dialogue
     assert "cut at max_new_tokens" in markdown and "repeating a phrase" in markdown
+
+
+def test_an_example_with_several_references_shows_each_numbered():
+    from sumtune.report_examples import labelled
+
+    assert labelled(("one", "two", "three")) == [("reference 1", "one"), ("reference 2", "two"), ("reference 3", "three")]
+    assert labelled(("only", "")) == [("reference", "only")]  # predictions.csv leaves missing references empty

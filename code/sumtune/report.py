@@ -43,7 +43,8 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from .artifacts import TIMESTAMP_FORMAT, run_task
 from .baseline import BELOW_BASE
-from .records import atomic_path, write_csv_atomic, write_text_atomic
+from .records import atomic_path, read_records, write_csv_atomic, write_text_atomic
+from .report_examples import excerpt, labelled, results_dir, run_examples, side_by_side
 
 ROUGE_KEYS = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
 ERROR_CELL_CHARS = 160
@@ -341,8 +342,6 @@ class Summaries:
 
 
 def summaries_of(runs: list[dict], out: Path) -> Summaries:
-    from .report_examples import run_examples, side_by_side
-
     shown = [m for m in runs if m.get("status") == "completed" and _scored(m)]
     found = [(m, run_examples(m), draw_loss_curve(m, out / loss_file(m))) for m in shown]
     groups: dict[int, list[Any]] = {}
@@ -581,7 +580,8 @@ def _markdown_summaries(summaries: Summaries) -> list[str]:
             lines += ["", f"**{e.why}** · `{e.id}` · {score}", ""]
             if e.dialogue:
                 lines += [f"> {_one_line(e.dialogue)}", ""]
-            lines += [f"- reference: {_one_line(e.reference)}", f"- prediction: {_one_line(e.prediction) or '(empty)'}"]
+            lines += [f"- {label}: {_one_line(text)}" for label, text in labelled(e.references)]
+            lines.append(f"- prediction: {_one_line(e.prediction) or '(empty)'}")
             if e.base_prediction is not None:
                 lines.append(f"- base model: {_one_line(e.base_prediction) or '(empty)'}")
     for number, members, ids in summaries.side_by_side:
@@ -590,20 +590,14 @@ def _markdown_summaries(summaries: Summaries) -> list[str]:
             first = members[0]
             lines += ["", f"### `{example_id}`", ""]
             if first.dialogues.get(example_id):
-                lines += [f"> {_one_line(excerpt_of(first.dialogues[example_id]))}", ""]
-            lines += [f"reference: {_one_line(first.references.get(example_id))}", "",
-                      "| run | ROUGE-L | prediction |", "|---|---:|---|"]
+                lines += [f"> {_one_line(excerpt(first.dialogues[example_id]))}", ""]
+            lines += [f"{label}: {_one_line(text)}" for label, text in labelled(first.references.get(example_id, ()))]
+            lines += ["", "| run | ROUGE-L | prediction |", "|---|---:|---|"]
             for found in members:
                 prediction, score = found.predictions[example_id]
                 lines.append(f"| {markdown_cell(found.run_id)} | {_number(4)(score)} | "
                              f"{markdown_cell(_one_line(prediction)) or '(empty)'} |")
     return lines
-
-
-def excerpt_of(text: str) -> str:
-    from .report_examples import excerpt
-
-    return excerpt(text) or ""
 
 
 # --- HTML ------------------------------------------------------------------------------------------
@@ -707,7 +701,7 @@ def _html_summaries(summaries: Summaries) -> str:
                      else f'<p class="muted">No loss curve: {esc(NO_LOSSES)}.</p>')
         for e in found.examples:
             score = f"ROUGE-L {e.rouge_l:.4f}" if e.rouge_l is not None else "no reference"
-            rows = [("dialogue", e.dialogue), ("reference", e.reference), ("prediction", e.prediction or "(empty)")]
+            rows = [("dialogue", e.dialogue), *labelled(e.references), ("prediction", e.prediction or "(empty)")]
             if e.base_prediction is not None:
                 rows.append(("base model", e.base_prediction or "(empty)"))
             body = "".join(f"<tr><th>{esc(label)}</th><td>{esc(text)}</td></tr>" for label, text in rows if text)
@@ -722,8 +716,9 @@ def _html_summaries(summaries: Summaries) -> str:
                 f"<td>{esc(found.predictions[example_id][0] or '(empty)')}</td></tr>" for found in members)
             dialogue = first.dialogues.get(example_id)
             parts.append(f"<h3><code>{esc(example_id)}</code></h3>"
-                         + (f'<p class="dialogue">{esc(excerpt_of(dialogue))}</p>' if dialogue else "")
-                         + f"<p>reference: {esc(first.references.get(example_id, ''))}</p>"
+                         + (f'<p class="dialogue">{esc(excerpt(dialogue))}</p>' if dialogue else "")
+                         + "".join(f"<p>{esc(label)}: {esc(text)}</p>"
+                                   for label, text in labelled(first.references.get(example_id, ())))
                          + '<table class="example"><thead><tr><th>run</th><th>ROUGE-L</th><th>prediction</th></tr></thead>'
                          + f"<tbody>{rows}</tbody></table>")
     return "\n".join(parts) + "\n"
@@ -807,9 +802,6 @@ def loss_file(m: dict) -> str:
 
 def draw_loss_curve(m: dict, path: Path) -> Optional[Path]:
     """The run's training loss (and eval loss) by step from its losses.csv; None when it has none."""
-    from .report_examples import results_dir
-    from .records import read_records
-
     losses = results_dir(m) / "losses.csv"
     if not losses.is_file():
         return None

@@ -31,7 +31,7 @@ class Example:
     id: str
     why: str  # best, worst, at random
     rouge_l: Optional[float]
-    reference: str
+    references: tuple[str, ...]  # every reference column of predictions.csv (reference, reference2, ...)
     prediction: str
     base_prediction: Optional[str]  # None: the run did not score its base
     dialogue: Optional[str]  # an excerpt; None when the eval file is not found
@@ -46,7 +46,7 @@ class RunExamples:
     counts: str = ""  # "60 examples: 0 empty, 3 cut at max_new_tokens, 42 repeating a phrase"
     missing: Optional[str] = None  # why there are no examples (no predictions.csv)
     predictions: dict[str, tuple[str, Optional[float]]] = field(default_factory=dict)  # id -> (prediction, ROUGE-L)
-    references: dict[str, str] = field(default_factory=dict)
+    references: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dialogues: dict[str, str] = field(default_factory=dict)
 
 
@@ -72,7 +72,7 @@ def run_examples(m: dict) -> RunExamples:
     dialogues = _dialogues(m)
     found.counts = _counts(m)
     found.predictions = {row["id"]: (row["prediction"], score) for row, score in zip(rows, scores)}
-    found.references = {row["id"]: row.get("reference", "") for row in rows}
+    found.references = {row["id"]: tuple(refs) for row, refs in zip(rows, references)}
     found.dialogues = dialogues
     scored = sorted((i for i, score in enumerate(scores) if score is not None), key=lambda i: (-scores[i], i))
     picks = [(scored[0], "best"), (scored[-1], "worst")] if len(scored) > 1 else [(i, "best") for i in scored]
@@ -80,10 +80,16 @@ def run_examples(m: dict) -> RunExamples:
     picks += [(i, "at random") for i in sorted(random.Random(found.run_id).sample(rest, min(EXAMPLES_AT_RANDOM, len(rest))))]
     for index, why in picks:
         row = rows[index]
-        found.examples.append(Example(row["id"], why, scores[index], row.get("reference", ""), row["prediction"],
+        found.examples.append(Example(row["id"], why, scores[index], tuple(references[index]), row["prediction"],
                                       base.get(row["id"]) if base is not None else None,
                                       excerpt(dialogues.get(row["id"]))))
     return found
+
+
+def labelled(references: tuple[str, ...]) -> list[tuple[str, str]]:
+    """("reference", text) for one reference; ("reference 1", ...), ("reference 2", ...) for several."""
+    shown = [text for text in references if text]
+    return [("reference" if len(shown) == 1 else f"reference {n}", text) for n, text in enumerate(shown, start=1)]
 
 
 def excerpt(text: Optional[str], limit: int = DIALOGUE_EXCERPT_CHARS) -> Optional[str]:
