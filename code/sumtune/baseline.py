@@ -50,7 +50,8 @@ def skip_reason(cfg: RunConfig, plan_backend: str, world_size: int, has_eval: bo
         (not has_eval, "the run has no dev examples (data.eval_file)"),
         (world_size > 1, "several processes train (DDP): the base would be scored on rank 0 while the others wait; "
                          "score it in a single-process run, or with sumtune compare RUN"),
-        (plan_backend == "unsloth", "the unsloth backend switches a model to inference mode for good; "
+        (plan_backend == "unsloth", "the unsloth backend: sumtune switches its model to inference mode only after "
+                                    "training (FastLanguageModel.for_inference), untried before it; "
                                     "sumtune compare RUN scores the base after training"),
     )
     return next((reason for skipped, reason in reasons if skipped), None)
