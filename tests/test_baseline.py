@@ -140,3 +140,15 @@ def test_the_report_shows_the_base_models_prediction_beside_the_fine_tuned_one(w
     header, row = table_rows(markdown)[:2]
     gain = manifest_of(run)["base_vs_fine_tuned"]["score"]["gain"]
     assert row[header.index("gain over base")] == f"{gain:+.4f}" and gain < 0
+
+
+def test_scoring_the_base_first_changes_nothing_in_training(pretrained, tmp_path):
+    """Generation before training draws no random numbers and leaves the model as it found it: the same
+    losses and the same summaries with and without the baseline."""
+    runs = [train(on(pretrained, tmp_path / str(flag), f"evaluation.baseline={flag}", "training.max_steps=2",
+                     "training.logging_steps=1")).run for flag in ("true", "false")]
+    scored, skipped = (manifest_of(run) for run in runs)
+    assert scored["baseline"]["status"] == "scored" and skipped["baseline"]["status"] == "skipped"
+    assert scored["train_loss"] == skipped["train_loss"]
+    for results in ("losses.csv", "predictions.csv"):
+        assert read_records(runs[0].results_dir / results) == read_records(runs[1].results_dir / results), results
