@@ -285,3 +285,10 @@ def test_an_example_with_several_references_shows_each_numbered():
 
     assert labelled(("one", "two", "three")) == [("reference 1", "one"), ("reference 2", "two"), ("reference 3", "three")]
     assert labelled(("only", "")) == [("reference", "only")]  # predictions.csv leaves missing references empty
+
+
+def test_a_run_whose_predictions_file_is_not_sumtunes_is_listed_without_examples(tmp_path):
+    run_id = fake_run(tmp_path, "odd_20250101-000000", scores=(0.1, 0.0, 0.1))
+    (tmp_path / "outputs" / run_id / "results" / "predictions.csv").write_text("fname,summary\na,b\n", encoding="utf-8")
+    markdown = (write_report([tmp_path / "models" / run_id], tmp_path / "report") / "comparison.md").read_text()
+    assert "predictions.csv has no id and prediction columns (columns: fname, summary)." in markdown.split("### odd_")[1]

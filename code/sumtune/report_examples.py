@@ -63,7 +63,14 @@ def run_examples(m: dict) -> RunExamples:
     if not predictions_csv.is_file():
         found.missing = f"no predictions.csv in {results_dir(m)}"
         return found
-    rows = read_records(predictions_csv)
+    try:
+        rows = read_records(predictions_csv)
+    except (OSError, ValueError) as exc:
+        found.missing = f"{predictions_csv} cannot be read ({exc})"
+        return found
+    if rows and not {"id", "prediction"} <= set(rows[0]):
+        found.missing = f"{predictions_csv} has no id and prediction columns (columns: {', '.join(rows[0])})"
+        return found
     reference_columns = [c for c in (rows[0] if rows else {}) if re.fullmatch(r"reference\d*", c)]
     references = [[row.get(c, "") for c in reference_columns] for row in rows]
     tokenizer = ((m.get("metrics") or {}).get("tokenizer") or "auto").split("(")[0]
