@@ -59,6 +59,8 @@ def skip_reason(cfg: RunConfig, plan_backend: str, world_size: int, has_eval: bo
 
 def baseline_facts(cfg: RunConfig, manifest: dict, tokenizer, new_token_ids: list[int], examples, precision: str) -> dict:
     """What the base model's summaries and scores depend on: equal facts, equal scores."""
+    from .loading import load_dtype
+
     scored = [[e.id, e.dialogue, list(e.scored_against)] for e in examples]
     return {
         "checkpoint": cfg.model.checkpoint,
@@ -66,7 +68,7 @@ def baseline_facts(cfg: RunConfig, manifest: dict, tokenizer, new_token_ids: lis
         "checkpoint_commit": manifest.get("checkpoint_commit"),
         "base_fingerprint": manifest.get("base_fingerprint"),
         "architecture": cfg.model.architecture,
-        "dtype": cfg.model.dtype,
+        "dtype": load_dtype(cfg),  # what model.dtype resolved to here (auto: bfloat16 on a bf16 GPU, else float32)
         "quantization": manifest.get("quantization"),
         "eval_file_sha256": manifest.get("eval_file_sha256"),
         "examples_sha256": hashlib.sha256(json.dumps(scored, ensure_ascii=False).encode()).hexdigest(),
