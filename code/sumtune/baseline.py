@@ -13,9 +13,9 @@ random model knows nothing before training.
 The scores are cached under the runs root, ``{output.root}/outputs/.baselines/{key}/`` (``baseline.json``
 and the base's ``predictions.csv``; hidden, so ``outputs/*/`` globs see runs only). ``key`` digests what
 the base's summaries depend on (``baseline_facts``): the checkpoint (id, revision, commit, local
-fingerprint, dtype and quantization), the dev examples (the eval file's hash and the very rows scored, references included), the
-decoding (the ``generation`` section and the precision it resolved to), the prompt (``preprocessing``,
-``data.max_source_length``, the added tokens) and the ROUGE tokenizer. A run whose key was scored already
+fingerprint, dtype, quantization), the dev examples (the eval file's hash and the very rows scored,
+references included), the decoding (the ``generation`` section and the precision it resolved to), the
+prompt (``preprocessing``, ``data.max_source_length``, the added tokens) and the ROUGE tokenizer. A run whose key was scored already
 reuses the scores without generating; run.json's ``baseline.status`` says ``scored`` or ``reused``.
 """
 
