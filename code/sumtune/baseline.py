@@ -15,8 +15,9 @@ and the base's ``predictions.csv``; hidden, so ``outputs/*/`` globs see runs onl
 the base's summaries depend on (``baseline_facts``): the checkpoint (id, revision, commit, local
 fingerprint, dtype, quantization), the dev examples (the eval file's hash and the very rows scored,
 references included), the decoding (the ``generation`` section and the precision it resolved to), the
-prompt (``preprocessing``, ``data.max_source_length``, the added tokens) and the ROUGE tokenizer. A run whose key was scored already
-reuses the scores without generating; run.json's ``baseline.status`` says ``scored`` or ``reused``.
+prompt (``preprocessing``, ``data.max_source_length``, the added tokens) and the ROUGE tokenizer. A run
+whose key was scored already reuses the scores without generating; run.json's ``baseline.status`` says
+``scored`` or ``reused``.
 """
 
 from __future__ import annotations
