@@ -23,7 +23,7 @@ from sumtune.report import write_report
 from sumtune.train import train
 from sumtune.trained import RunError
 from test_predict import REPO, dialogues, read_csv, tiny
-from test_report import fake_run, table_rows
+from test_report import csv_table, fake_run
 
 
 TINY_BART = REPO / "config" / "model_configs" / "tiny_bart.yaml"
@@ -284,12 +284,12 @@ def test_sumtune_load_times_base_and_adapter_and_prints_them(run, caplog):
 def test_the_report_shows_each_runs_load_time_and_blank_for_runs_without_one(run, tmp_path):
     old = fake_run(tmp_path, "old_20250101-000000", scores=(0.1, 0.0, 0.1))  # made before loads were timed
     out = write_report([run.model_dir, tmp_path / "models" / old], tmp_path / "report")
-    header, *rows = table_rows((out / "comparison.md").read_text(encoding="utf-8"))
-    cells = {row[header.index("run")]: row for row in rows}
+    cells = {row["run"]: row for row in csv_table(out)}  # every column is in the CSV (and the HTML's details)
     seconds = json.loads(run.run_json.read_text())["load_time_s"]["base"]
-    assert cells[run.run_id][header.index("load time (s)")] == f"{seconds:,.2f}"
-    assert cells[run.run_id][header.index("load peak memory (MB)")]
-    assert cells[old][header.index("load time (s)")] == "" and cells[old][header.index("load peak memory (MB)")] == ""
+    assert float(cells[run.run_id]["load time (s)"]) == seconds
+    assert float(cells[run.run_id]["load peak memory (MB)"]) > 0
+    assert cells[old]["load time (s)"] == "" and cells[old]["load peak memory (MB)"] == ""
+    assert f"<td class=\"num\">{seconds:,.2f}</td>" in (out / "comparison.html").read_text(encoding="utf-8")
 
 
 # --- device_map where each rank holds its own model ------------------------------------------------

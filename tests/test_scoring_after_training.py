@@ -29,7 +29,7 @@ def started_run(tmp_path, monkeypatch, predictions: list[str], *overrides: str):
                       [f"output.root={tmp_path}", f"data.eval_file={EN_DEV}", *overrides])
     run = new_run(cfg.name, cfg.output.root)
     run.update(**describe_run(cfg, run), status="running")
-    monkeypatch.setattr(generate, "generate_summaries", lambda model, tokenizer, dialogues, cfg: predictions)
+    monkeypatch.setattr(generate, "generate_summaries", lambda model, tokenizer, dialogues, cfg, **options: predictions)
     examples = read_examples(cfg.data.eval_file, cfg.data)
     return cfg, run, examples
 

@@ -2,7 +2,10 @@
 
     {root}/models/{name}_{YYYYmmdd-HHMMSS}/            adapter or model (safetensors), tokenizer, config.yaml
     {root}/models/{name}_{ts}/checkpoints/             Trainer checkpoints (for --resume)
-    {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json
+    {root}/outputs/{name}_{ts}/results/                metrics.json, predictions.csv, run.json, losses.csv
+                                                       (training and eval loss by step), base_predictions.csv
+                                                       (the base model's, when the run scored it)
+    {root}/outputs/.baselines/{key}/                   base-model scores reused across runs (sumtune/baseline.py)
     {root}/logs/{name}_{ts}.log                        the run's log
     {root}/logs/tensorboard/{name}_{ts}/               TensorBoard event files (training.report_to: tensorboard)
 
@@ -194,14 +197,16 @@ class Run:
     def write_json(self, filename: str, obj: Any) -> Path:
         return write_json_atomic(self.results_dir / filename, obj)
 
-    def write_predictions(self, ids: list[str], predictions: list[str], references: list) -> Path:
-        """predictions.csv: id, prediction, reference; several references per example (a list each) are
-        written as reference, reference2, reference3, ... (``sumtune score`` reads them all)."""
+    def write_predictions(self, ids: list[str], predictions: list[str], references: list,
+                          filename: str = "predictions.csv") -> Path:
+        """predictions.csv (or ``filename``: the base model's are base_predictions.csv): id, prediction,
+        reference; several references per example (a list each) are written as reference, reference2,
+        reference3, ... (``sumtune score`` reads them all)."""
         reference_sets = [[r] if isinstance(r, str) else list(r) for r in references]
         widest = max((len(refs) for refs in reference_sets), default=1)
         columns = ["reference"] + [f"reference{n}" for n in range(2, widest + 1)]
         rows = [dict(id=i, prediction=p, **dict(zip(columns, refs))) for i, p, refs in zip(ids, predictions, reference_sets)]
-        return write_csv_atomic(self.results_dir / "predictions.csv", rows, ["id", "prediction", *columns])
+        return write_csv_atomic(self.results_dir / filename, rows, ["id", "prediction", *columns])
 
     def checkpoints(self) -> list[Path]:
         """The Trainer's checkpoint-{step} directories, oldest step first, complete or not."""

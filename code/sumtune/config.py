@@ -341,6 +341,7 @@ class GenerationConfig(_Section):
 class EvaluationConfig(_Section):
     tokenizer: Literal["auto", "kiwi", "mecab", "whitespace", "english"] = Field("auto", description="ROUGE tokenizer; auto = kiwi for examples with Hangul, english otherwise.")
     max_examples: Optional[int] = Field(None, gt=0, description="Score only the first N dev examples.")
+    baseline: bool = Field(True, description="Before training a pretrained checkpoint (model.init: pretrained), score the base model on the same dev examples with the run's decoding and prompt, and compare it with the fine-tuned scores after training (run.json baseline, base_vs_fine_tuned; a fine-tuned score below the base's is a warning). Reused from {output.root}/outputs/.baselines/ when the same base, dev examples, decoding and prompt were scored already. Scratch models are never scored (they know nothing before training). false: skip it.")
 
 
 class OutputConfig(_Section):

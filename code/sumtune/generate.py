@@ -26,8 +26,9 @@ log = logging.getLogger("sumtune")
 
 
 def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfig, progress: bool = True,
-                       new_tokens: Optional[list[int]] = None) -> list[str]:
-    """Summaries in the caller's order; ``new_tokens``, when given, gets each one's generated token count."""
+                       new_tokens: Optional[list[int]] = None, stopped: Optional[list[bool]] = None) -> list[str]:
+    """Summaries in the caller's order; ``new_tokens``, when given, gets each one's generated token count,
+    ``stopped`` whether each ended on a stop token (False: cut off at max_new_tokens)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -37,6 +38,7 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
     gen = cfg.generation
     settings = generation_settings(model, tokenizer, cfg)
     counts = [0] * len(encoded)
+    ended = [False] * len(encoded)
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
@@ -52,13 +54,17 @@ def generate_summaries(model, tokenizer, dialogues: Sequence[str], cfg: RunConfi
                 generated = model.generate(**inputs, **settings)
             generated = generated[:, inputs["input_ids"].shape[1]:] if causal else generated[:, 1:]  # no decoder start
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            for index, text, length in zip(batch, texts, generated_lengths(generated, settings["eos_token_id"])):
-                outputs[index], counts[index] = text.strip(), length
+            lengths = generated_lengths(generated, settings["eos_token_id"])
+            stops = ended_on_stop_token(generated, settings["eos_token_id"])
+            for index, text, length, stop in zip(batch, texts, lengths, stops):
+                outputs[index], counts[index], ended[index] = text.strip(), length, stop
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
     if new_tokens is not None:
         new_tokens.extend(counts)
+    if stopped is not None:
+        stopped.extend(ended)
     return outputs
 
 
@@ -116,6 +122,13 @@ def generated_lengths(generated, stop_ids: list[int]) -> list[int]:
 
     stops = torch.isin(generated, torch.tensor(stop_ids, device=generated.device)).int()
     return [int(row.argmax()) + 1 if row.any() else len(row) for row in stops]
+
+
+def ended_on_stop_token(generated, stop_ids: list[int]) -> list[bool]:
+    """Whether each row holds a stop token: False for a row cut off at max_new_tokens."""
+    import torch
+
+    return torch.isin(generated, torch.tensor(stop_ids, device=generated.device)).any(dim=1).tolist()
 
 
 def stop_token_ids(model, tokenizer, cfg: RunConfig) -> list[int]:

@@ -31,6 +31,7 @@ the majority-class baseline to read them against.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -335,6 +336,23 @@ def rouge(
     return result
 
 
+def example_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: str = "auto", rouge_type: str = "rougeL"
+) -> list[Optional[float]]:
+    """Each example's F1 of ``rouge_type`` (mean over its references, as `rouge` averages them); 0 for an
+    empty prediction, None for an example without a usable reference. The report picks examples by it."""
+    scorers = _ExampleScorers(get_tokenizer(tokenizer))
+    found: list[Optional[float]] = []
+    for prediction, refs in zip(predictions, _reference_sets(references)):
+        scorer, cached = scorers.for_texts([prediction, *refs])
+        usable = [reference for reference in refs if cached.tokenize(reference)]
+        if not usable:
+            found.append(None)
+        else:
+            found.append(_score_example(scorer, prediction, usable)[rouge_type][0] if cached.tokenize(prediction) else 0.0)
+    return found
+
+
 def empty_predictions_warning(n_empty: int, n_total: int, how: str = "empty") -> Optional[str]:
     """The warning for more than 10 % empty predictions, saying what that usually means; else None."""
     if not n_total or n_empty / n_total <= EMPTY_WARNING_SHARE:
@@ -441,6 +459,76 @@ def _aggregate(
     return RougeResult(
         **means, **maxes, n_examples=count, n_empty_predictions=n_empty, n_skipped_examples=n_skipped,
         tokenizer=label,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Degenerate outputs
+# ---------------------------------------------------------------------------------------------
+
+REPEATED_NGRAM = 3  # a prediction "repeats a phrase" when its most frequent word 3-gram ...
+REPEATED_TIMES = 3  # ... occurs this many times or more
+DEGENERATE_WARNING_SHARE = 0.05  # more degenerate predictions than this share of the examples logs a warning
+
+
+@dataclasses.dataclass(frozen=True)
+class DegenerateCounts:
+    """Predictions that a ROUGE mean hides: cut off at max_new_tokens without the end token, and
+    repeating a phrase (their most frequent word 3-gram occurs 3 times or more). ``n_degenerate`` counts
+    predictions that are either. ``n_cut_at_max_new_tokens`` is None when generation did not say which
+    predictions ended on a stop token (predictions read from a file)."""
+
+    n_cut_at_max_new_tokens: Optional[int]
+    n_repeating_predictions: int
+    n_degenerate_predictions: int
+
+    def as_dict(self) -> dict[str, Optional[int]]:
+        return dataclasses.asdict(self)
+
+
+def most_repeated_ngram(tokens: Sequence[str], n: int = REPEATED_NGRAM) -> tuple[tuple[str, ...], int]:
+    """The most frequent n-gram of ``tokens`` (overlapping occurrences count) and how often it occurs;
+    ((), 0) when there are fewer than n tokens."""
+    counts = collections.Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    return counts.most_common(1)[0] if counts else ((), 0)
+
+
+def count_degenerate(
+    predictions: Sequence[str], stopped: Optional[Sequence[bool]] = None, tokenizer: str = "auto"
+) -> DegenerateCounts:
+    """Count degenerate predictions. Words are the ROUGE tokenizer's (``tokenizer``; auto: Korean
+    morphemes through kiwi for a prediction with Hangul, English words otherwise), so a Korean phrase
+    repeats when its morphemes do. ``stopped[i]`` says whether prediction i ended on a stop token
+    (``generate_summaries(stopped=...)``); without it the cut count is None."""
+    words = get_tokenizer(tokenizer)
+    choose = getattr(words, "for_texts", None)
+    repeating = []
+    for prediction in predictions:
+        tokens = (choose([prediction]) if choose else words).tokenize(prediction)
+        repeating.append(most_repeated_ngram(tokens)[1] >= REPEATED_TIMES)
+    known = stopped is not None and len(stopped) == len(predictions)
+    cut = [not ended for ended in stopped] if known else [False] * len(predictions)
+    return DegenerateCounts(
+        n_cut_at_max_new_tokens=sum(cut) if known else None,
+        n_repeating_predictions=sum(repeating),
+        n_degenerate_predictions=sum(c or r for c, r in zip(cut, repeating)),
+    )
+
+
+def degenerate_warning(counts: DegenerateCounts, n_total: int, max_new_tokens: Optional[int] = None) -> Optional[str]:
+    """The warning for more than 5 % degenerate predictions, saying what they are; else None."""
+    if not n_total or counts.n_degenerate_predictions / n_total <= DEGENERATE_WARNING_SHARE:
+        return None
+    cut = counts.n_cut_at_max_new_tokens
+    limit = f" ({max_new_tokens})" if max_new_tokens else ""
+    parts = [f"{counts.n_repeating_predictions} repeat a phrase (a word 3-gram {REPEATED_TIMES} times or more)"]
+    if cut is not None:
+        parts.insert(0, f"{cut} hit generation.max_new_tokens{limit} without the end token")
+    return (
+        f"{counts.n_degenerate_predictions} of {n_total} predictions ({counts.n_degenerate_predictions / n_total:.0%}) "
+        f"are degenerate: {' and '.join(parts)}. Read predictions.csv before trusting the score. Loops usually mean "
+        "too few training steps, a learning rate too high, or added tokens the model has not learned to use "
+        "(preprocessing.speaker_tokens); summaries cut while still reading well need a larger generation.max_new_tokens."
     )
 
 

@@ -30,7 +30,7 @@ import torch
 import transformers
 from transformers.trainer_utils import seed_worker
 
-from . import artifacts, backends, classify, data
+from . import artifacts, backends, baseline, classify, data
 from .batching import LengthBuckets, example_shapes
 from .distributed import launched_processes, reserve_run
 from .config import RunConfig
@@ -43,7 +43,7 @@ from .generate import generation_precision
 from .packing import check_packed_attention, resolve_packing
 from .precision import resolve_precision
 from .normalization import DESCRIPTION as TEXT_NORMALIZATION
-from .records import files_moved_into, write_text_atomic
+from .records import files_moved_into, write_csv_atomic, write_text_atomic
 
 log = logging.getLogger("sumtune")
 
@@ -94,8 +94,13 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         trainer = build_hf_trainer(cfg, plan, model, tokenizer, train_set, eval_set, run, callbacks,
                                    backend_checkpointing=loaded.checkpointing_on,
                                    collator=steps.collator, loss_func=steps.loss(cfg, splits.train))
+        if steps.score_base is not None and processes.main and not resume:  # the bar training must clear
+            run.update(baseline=steps.score_base(trainer.model, tokenizer, splits.eval, cfg, run, loaded.new_token_ids,
+                                                 plan.backend, processes.world_size))
         fit_stats = fit(trainer, run.last_checkpoint() if resume else None)
         run.update(**fit_stats)
+        if processes.main:
+            write_losses(trainer.state.log_history, run)
 
         save_model(trainer, tokenizer, run)
         scores = None
@@ -112,6 +117,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks: Sequence = ()) -> Run
         run.manifest.pop("error", None)  # an earlier attempt's, before --resume finished the run
         run.update(status="completed", wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb())
         log.info("done: model %s | results %s | log %s", run.model_dir, run.results_dir, run.log_path)
+        warn_at_the_end(run)
         return RunResult(run, scores, "completed")
     except BaseException as exc:
         record_ending(run, exc, time.perf_counter() - started)
@@ -522,6 +528,17 @@ def fit(trainer, checkpoint: Optional[Path]) -> dict:
     )
 
 
+LOSS_COLUMNS = ("step", "epoch", "loss", "eval_loss", "learning_rate")
+
+
+def write_losses(log_history: list[dict], run: artifacts.Run) -> None:
+    """losses.csv in the run's results: every logged training loss and eval loss by step (the report's
+    loss curve); after a resume it still starts at step 1 (the checkpoint keeps the log history)."""
+    rows = [{key: entry.get(key, "") for key in LOSS_COLUMNS} for entry in log_history
+            if "loss" in entry or "eval_loss" in entry]
+    write_csv_atomic(run.results_dir / "losses.csv", rows, LOSS_COLUMNS)
+
+
 def whole_run_loss(before: transformers.TrainerState, training_loss: float, steps: int) -> float:
     """The mean loss over every optimizer step of the run, as an uninterrupted run reports it.
 
@@ -569,28 +586,42 @@ def save_model(trainer, tokenizer, run: artifacts.Run) -> None:
 
 
 def evaluate_after_training(model, tokenizer, examples, cfg: RunConfig, run: artifacts.Run) -> dict:
-    from .generate import generate_summaries
-    from .metrics import rouge
+    from .evaluation import dev_examples, generate_and_score
 
-    if cfg.evaluation.max_examples:
-        examples = examples[: cfg.evaluation.max_examples]
+    examples = dev_examples(examples, cfg)
     log.info("generating %d dev summaries", len(examples))
-    ids, references = [e.id for e in examples], [list(e.scored_against) for e in examples]
-    predictions = generate_summaries(model, tokenizer, [e.dialogue for e in examples], cfg)
-    written = run.write_predictions(ids, predictions, references)  # before scoring, which may fail
-    try:
-        result = rouge(predictions, references, tokenizer=cfg.evaluation.tokenizer, ids=ids)
-    except Exception:
-        log.error("scoring failed; the predictions are saved: sumtune score --predictions %s --tokenizer %s",
-                  written, cfg.evaluation.tokenizer)
-        raise
-    scores = dict(result.as_dict(), eval_file_sha256=run.manifest.get("eval_file_sha256"))
+    scores = generate_and_score(model, tokenizer, examples, cfg, run, "predictions.csv")
     run.write_json("metrics.json", scores)
-    run.update(metrics=scores)
+    paid = baseline.compare(run.manifest.get("baseline"), scores)
+    run.update(metrics=scores, **paid, warnings=summary_warnings(scores, paid, cfg, run))
     log.info("ROUGE-1 %.4f  ROUGE-2 %.4f  ROUGE-L %.4f  score %.4f  (%d examples, %d empty predictions, %s)",
-             result.rouge1, result.rouge2, result.rougeL, result.score, result.n_examples,
-             result.n_empty_predictions, result.tokenizer)
+             scores["rouge1"], scores["rouge2"], scores["rougeL"], scores["score"], scores["n_examples"],
+             scores["n_empty_predictions"], scores["tokenizer"])
+    log.info("degenerate predictions: %s cut at generation.max_new_tokens (%d) without the end token, %d repeating "
+             "a phrase (%d in all)", scores["n_cut_at_max_new_tokens"], cfg.generation.max_new_tokens,
+             scores["n_repeating_predictions"], scores["n_degenerate_predictions"])
+    if paid:
+        log.info("base -> fine-tuned: %s", baseline.describe_comparison(paid["base_vs_fine_tuned"]))
     return scores
+
+
+def summary_warnings(scores: dict, paid: dict, cfg: RunConfig, run: artifacts.Run) -> list[str]:
+    """run.json's ``warnings``, repeated at the end of the log: too many empty or degenerate predictions,
+    and a fine-tuned score below the base model's."""
+    from .metrics import DegenerateCounts, degenerate_warning, empty_predictions_warning
+
+    counts = DegenerateCounts(**{key: scores[key] for key in DegenerateCounts.__dataclass_fields__})
+    found = [empty_predictions_warning(scores["n_empty_predictions"], scores["n_examples"]),
+             degenerate_warning(counts, scores["n_examples"], cfg.generation.max_new_tokens),
+             baseline.below_base_warning(paid["base_vs_fine_tuned"], run) if paid.get("below_base") else None]
+    return [warning for warning in found if warning]
+
+
+def warn_at_the_end(run: artifacts.Run) -> None:
+    """The run's warnings again as its last log lines, where a reader looks."""
+    warnings = run.manifest.get("warnings") or []
+    for number, warning in enumerate(warnings, start=1):
+        log.warning("WARNING %d of %d for %s: %s", number, len(warnings), run.run_id, warning)
 
 
 @dataclass(frozen=True)
@@ -601,6 +632,7 @@ class TaskSteps:
     collator: Callable  # (tokenizer, model, packed) -> the Trainer's data collator
     loss: Callable  # (cfg, train examples) -> the Trainer's compute_loss_func, or None for the model's own loss
     evaluate: Callable  # (model, tokenizer, dev examples, cfg, run) -> metrics, after training
+    score_base: Optional[Callable] = None  # (model, tokenizer, dev examples, cfg, run, added ids, backend, ranks) -> run.json baseline
 
 
 def _classification_loss(cfg: RunConfig, examples):
@@ -614,6 +646,7 @@ TASK_STEPS = {
         collator=data.data_collator,
         loss=lambda cfg, examples: None,
         evaluate=evaluate_after_training,
+        score_base=baseline.score_base_model,
     ),
     "classification": TaskSteps(classify.encode_texts, classify.data_collator, _classification_loss,
                                 classify.evaluate_after_training),
